@@ -1,0 +1,56 @@
+# One command to run the tutorial, one to test it. Both create .venv on first use and update it when
+# pyproject.toml changes. Everything runs offline on the tiny model the project builds itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (pip finds it locally where it is cached); `make TORCH_SPEC=torch` for a GPU build.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed-stamp
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
+
+.PHONY: help install tiny tutorial test test-unit test-notebooks lab clean
+help:
+	@echo "make tutorial   set up .venv, build the tiny model, execute every notebook into outputs/notebooks/"
+	@echo "make test       set up .venv, run the unit tests and re-run every notebook with nbval"
+	@echo "make lab        open the notebooks in JupyterLab"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+tiny: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m helpers build-tiny
+
+tutorial: tiny
+	@mkdir -p outputs/notebooks
+	@for nb in $(NOTEBOOKS); do \
+		echo "executing $$nb"; \
+		$(OFFLINE) $(BIN)/papermill --log-level WARNING --kernel python3 --cwd notebooks \
+			"$$nb" "outputs/notebooks/$$(basename $$nb)" || exit 1; \
+	done
+	@echo
+	@echo "Done. Executed notebooks: outputs/notebooks/   saved runs: outputs/runs/"
+	@ls outputs/runs 2>/dev/null | sed 's/^/  outputs\/runs\//'
+
+test: test-unit test-notebooks
+
+test-unit: tiny
+	$(OFFLINE) $(BIN)/python -m pytest tests
+
+# Lax: only cells marked NBVAL_CHECK_OUTPUT compare outputs (the deterministic ones); every cell must run.
+test-notebooks: tiny
+	$(OFFLINE) $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+		--nbval-current-env -p no:cacheprovider notebooks
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,jupyter]"
+	$(BIN)/jupyter lab notebooks
+
+clean:
+	rm -rf outputs .cache .pytest_cache

@@ -1,0 +1,111 @@
+"""The command line: `python -m helpers data check|convert`, `run`, `build-tiny`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _data_check(args: argparse.Namespace) -> int:
+    from helpers import data
+
+    fmt, count = data.check_file(Path(args.path), args.format)
+    print(f"{args.path}: format {fmt}, {count} valid pairs")
+    return 0
+
+
+def _data_convert(args: argparse.Namespace) -> int:
+    from helpers import data
+
+    fmt, count = data.convert_file(Path(args.path), args.format, Path(args.out))
+    print(f"{args.path}: format {fmt}, wrote {count} pairs to {args.out}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from helpers.pipeline import RunConfig, metrics_table, run_pipeline
+
+    config = RunConfig(profile=args.profile, support_ratio=args.support_ratio, data_size=args.data_size,
+                       num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
+                       spread=args.spread, data=args.data, eval_data=args.eval_data,
+                       test_prompts=args.test_prompts, seed=args.seed)
+    metrics = run_pipeline(config, Path(args.out), overwrite=args.overwrite, echo=lambda _: None)
+    print(metrics_table(metrics).round(3).to_string())
+    print(f"total {metrics['timings']['total']:.1f} s; results in {args.out}")
+    return 0
+
+
+def _build_tiny(args: argparse.Namespace) -> int:
+    from helpers.tiny_model import tiny_model_path
+
+    path = tiny_model_path()
+    print((path / "build.json").read_text(encoding="utf-8").strip())
+    print(f"tiny model at {path}")
+    return 0
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"support ratio must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"support ratio must be from 0 to 1, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All subcommands and their options."""
+    parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data_parser = commands.add_parser("data", help="check or convert a preference data file")
+    data_commands = data_parser.add_subparsers(dest="data_command", required=True)
+    check = data_commands.add_parser("check", help="detect the format and count the valid pairs")
+    check.add_argument("path")
+    check.add_argument("--format", default="auto", help="a format name, or auto to detect it from the fields")
+    check.set_defaults(func=_data_check)
+    convert = data_commands.add_parser("convert", help="write TRL conversational preference JSONL")
+    convert.add_argument("path")
+    convert.add_argument("--format", default="auto")
+    convert.add_argument("--out", required=True)
+    convert.set_defaults(func=_data_convert)
+
+    run = commands.add_parser("run", help="base -> SFT -> DPO, each stage measured; writes DIR/metrics.json")
+    run.add_argument("--profile", default="auto", help="tiny, qwen2.5-0.5b, breeze-7b, ... (auto: by hardware)")
+    run.add_argument("--support-ratio", type=_ratio, required=True, help="share of pairs preferring support")
+    run.add_argument("--data-size", type=int, default=None, help="how many labelled rows to train on (all)")
+    run.add_argument("--num-epoch", type=float, default=3, help="DPO epochs (3)")
+    run.add_argument("--beta", type=float, default=None, help="DPO beta (the profile's, 0.1)")
+    run.add_argument("--learning-rate", type=float, default=None, help="DPO learning rate (the profile's)")
+    run.add_argument("--spread", action="store_true", help="spread support-preferred rows instead of a prefix")
+    run.add_argument("--data", default=None, help="labelled rows, homework schema (bundled)")
+    run.add_argument("--eval-data", default=None, help="held-out rows for measurement (bundled)")
+    run.add_argument("--test-prompts", default=None, help="prompts to answer (bundled)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--out", required=True, help="the run folder to write")
+    run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    run.set_defaults(func=_run)
+
+    build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")
+    build.set_defaults(func=_build_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; user errors print one line and exit 2, with no traceback."""
+    from helpers.notebook import quiet_logs
+
+    args = build_parser().parse_args(argv)
+    quiet_logs()
+    from helpers.errors import UserError
+
+    try:
+        return args.func(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

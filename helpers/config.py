@@ -1,0 +1,203 @@
+"""Profiles (which model, how to load it, how to train it), project paths and hardware-dependent precision."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from helpers.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ASSETS_DIR = PROJECT_ROOT / "assets"
+DATA_DIR = ASSETS_DIR / "data"
+SAMPLES_DIR = ASSETS_DIR / "samples"
+CACHE_DIR = Path(os.environ.get("DPO_CACHE_DIR", PROJECT_ROOT / ".cache"))
+OUTPUTS_DIR = Path(os.environ.get("DPO_OUTPUTS_DIR", PROJECT_ROOT / "outputs"))
+
+TINY_MODEL = "tiny"  # model_name of the profile whose model the project builds itself
+HOMEWORK_SYSTEM_PROMPT = "回覆請少於20字"  # "answer in fewer than 20 characters", the homework's system prompt
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that changes between a CPU toy run and a real GPU run, in one place."""
+
+    name: str
+    model_name: str  # a hub id, or "tiny" for the model built by helpers.tiny_model
+    memory: str  # what it needs, shown to the user when they pick it
+    needs_gpu: bool = False
+    load_in_4bit: bool = False  # QLoRA: NF4 weights, double quantization, LoRA adapters in 16 bit
+    trust_remote_code: bool = False  # off unless the model's code lives on the hub
+    system_prompt: str | None = None
+    # LoRA
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] | str = "all-linear"
+    # generation
+    max_new_tokens: int = 128
+    gen_batch_size: int = 8
+    # SFT
+    run_sft: bool = True
+    sft_epochs: float = 1.0
+    sft_learning_rate: float = 2e-4
+    # DPO
+    dpo_learning_rate: float = 2e-4
+    dpo_loss_type: tuple[str, ...] = ("sigmoid",)
+    dpo_loss_weights: tuple[float, ...] | None = None
+    beta: float = 0.1
+    # shared training settings
+    batch_size: int = 1
+    grad_accum: int = 8
+    max_length: int = 512
+    optim: str = "adamw_torch"
+    gradient_checkpointing: bool = False
+    extra: dict = field(default_factory=dict)
+
+    def replace(self, **changes) -> "Profile":
+        """A copy of this profile with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in [
+        Profile(
+            name="tiny",
+            model_name=TINY_MODEL,
+            memory="~1M parameters, under 200 MB of RAM; CPU, fp32",
+            max_new_tokens=48,
+            gen_batch_size=16,
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            sft_epochs=10,
+            sft_learning_rate=2e-3,
+            dpo_learning_rate=5e-3,
+            # DPO plus an SFT term on the chosen answer: moves the stance without wrecking fluency
+            dpo_loss_type=("sigmoid", "sft"),
+            dpo_loss_weights=(1.0, 1.0),
+            batch_size=8,
+            grad_accum=1,
+            max_length=256,
+        ),
+        Profile(
+            name="qwen2.5-0.5b",
+            model_name="Qwen/Qwen2.5-0.5B-Instruct",
+            memory="~4 GB of GPU memory for LoRA in fp16: fits a free T4 (16 GB)",
+            needs_gpu=True,
+            run_sft=False,
+            batch_size=4,
+            grad_accum=2,
+            sft_epochs=1,
+            dpo_learning_rate=5e-5,
+            gradient_checkpointing=True,
+        ),
+        Profile(
+            name="qwen2-0.5b",
+            model_name="Qwen/Qwen2-0.5B-Instruct",
+            memory="~4 GB of GPU memory for LoRA in fp16: fits a free T4 (16 GB)",
+            needs_gpu=True,
+            run_sft=False,
+            batch_size=4,
+            grad_accum=2,
+            dpo_learning_rate=5e-5,
+            gradient_checkpointing=True,
+        ),
+        Profile(
+            name="breeze-7b",
+            model_name="MediaTek-Research/Breeze-7B-Instruct-v0_1",
+            memory="~6 GB for 4-bit weights, ~11 GB peak while training with QLoRA: fits a T4 (16 GB)",
+            needs_gpu=True,
+            load_in_4bit=True,
+            system_prompt=HOMEWORK_SYSTEM_PROMPT,
+            run_sft=False,
+            # the homework's settings
+            lora_r=64,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            lora_target_modules=LLAMA_TARGETS,
+            max_new_tokens=200,
+            gen_batch_size=4,
+            dpo_learning_rate=2e-4,
+            optim="paged_adamw_8bit",
+            gradient_checkpointing=True,
+        ),
+        Profile(
+            name="llama2-7b-chat",
+            model_name="meta-llama/Llama-2-7b-chat-hf",
+            memory="~5 GB for 4-bit weights, ~10 GB peak with QLoRA: fits a T4; gated on the hub (accept the license)",
+            needs_gpu=True,
+            load_in_4bit=True,
+            run_sft=True,
+            lora_r=64,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            lora_target_modules=LLAMA_TARGETS,
+            gen_batch_size=4,
+            optim="paged_adamw_8bit",
+            gradient_checkpointing=True,
+        ),
+        Profile(
+            name="openhermes-mistral-7b",
+            model_name="teknium/OpenHermes-2.5-Mistral-7B",
+            memory="~5 GB for 4-bit weights, ~11 GB peak with QLoRA: fits a T4",
+            needs_gpu=True,
+            load_in_4bit=True,
+            run_sft=False,
+            lora_r=16,
+            lora_alpha=16,
+            lora_dropout=0.05,
+            lora_target_modules=LLAMA_TARGETS,
+            gen_batch_size=4,
+            dpo_learning_rate=5e-5,
+            optim="paged_adamw_8bit",
+            gradient_checkpointing=True,
+        ),
+    ]
+}
+
+
+class ProfileError(UserError, ValueError):
+    """A profile name that does not exist, or one this machine cannot run."""
+
+
+def has_gpu() -> bool:
+    """True when a CUDA device is usable."""
+    return torch.cuda.is_available()
+
+
+def resolve_profile_name(name: str | None = None) -> str:
+    """Turn "auto"/None into a concrete profile name: DPO_PROFILE wins, else tiny on CPU, qwen2.5-0.5b on GPU."""
+    name = name or "auto"
+    if name == "auto":
+        name = os.environ.get("DPO_PROFILE") or ("qwen2.5-0.5b" if has_gpu() else "tiny")
+    return name
+
+
+def load_profile(name: str | None = None, check_hardware: bool = True) -> Profile:
+    """The profile called `name` ("auto" picks one for this machine); unknown names list the known ones."""
+    resolved = resolve_profile_name(name)
+    if resolved not in PROFILES:
+        known = ", ".join(["auto", *PROFILES])
+        raise ProfileError(f"unknown profile {resolved!r}; known profiles: {known}")
+    profile = PROFILES[resolved]
+    if check_hardware and profile.needs_gpu and not has_gpu():
+        raise ProfileError(
+            f"profile {resolved!r} ({profile.model_name}) needs a CUDA GPU and this machine has none; "
+            "use --profile tiny (or DPO_PROFILE=tiny), or open the notebook on Colab/Kaggle with a GPU"
+        )
+    return profile
+
+
+def pick_dtype(device: str | None = None) -> torch.dtype:
+    """Precision that follows the hardware: fp32 on CPU, bf16 on Ampere or newer, fp16 on older GPUs (T4)."""
+    device = device or ("cuda" if has_gpu() else "cpu")
+    if device == "cpu":
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -1,0 +1,68 @@
+"""The one call at the top of every notebook and command: quiet logs, seeds, device and profile."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+from dataclasses import dataclass
+
+# bitsandbytes prints a CPU-kernel warning on every import of peft/trl; silence it before they load.
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from helpers.config import Profile, load_profile, pick_dtype  # noqa: E402
+
+
+@dataclass
+class Session:
+    """What a notebook needs to know about where it runs."""
+
+    profile: Profile
+    device: str
+    dtype: torch.dtype
+    seed: int
+
+    def _repr_markdown_(self) -> str:
+        return (f"**profile** `{self.profile.name}` ({self.profile.model_name}) · **device** `{self.device}` · "
+                f"**dtype** `{str(self.dtype).removeprefix('torch.')}` · **seed** {self.seed}  \n"
+                f"memory: {self.profile.memory}")
+
+
+def quiet_logs() -> None:
+    """Keep notebook output to what teaches: no progress-bar noise from saving, no repeated library warnings."""
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    for name in ("bitsandbytes", "peft", "trl", "accelerate", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|trl|peft)\..*")
+    warnings.filterwarnings("ignore", message=".*TRLExperimentalWarning.*")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and GPU)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
+    """Quiet logs, seed everything, pick the device and the profile ("auto": tiny on CPU, a real model on GPU)."""
+    quiet_logs()
+    set_seed(seed)
+    chosen = load_profile(profile)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Session(profile=chosen, device=device, dtype=pick_dtype(device), seed=seed)

@@ -1,0 +1,85 @@
+"""Project wiring: profiles, the package import, and environment.yml in step with pyproject.toml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import config
+from helpers.config import ProfileError, load_profile, pick_dtype, resolve_profile_name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirements_from_environment_yml() -> set[str]:
+    lines = (ROOT / "environment.yml").read_text(encoding="utf-8").splitlines()
+    start = lines.index("  - pip:")
+    pip = [line.strip()[2:] for line in lines[start + 1:] if line.strip().startswith("- ")]
+    return {req.replace(" ", "") for req in pip if not req.startswith("-e")}
+
+
+def test_environment_yml_agrees_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    wanted = set(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted |= set(extra)
+    assert _requirements_from_environment_yml() == {req.replace(" ", "") for req in wanted}
+
+
+def test_environment_yml_installs_the_project():
+    assert "      - -e ." in (ROOT / "environment.yml").read_text(encoding="utf-8").splitlines()
+
+
+def test_import_from_any_folder(tmp_path):
+    out = subprocess.run([sys.executable, "-c", "import helpers, helpers.config as c; print(c.PROJECT_ROOT)"],
+                         cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert Path(out.stdout.strip()) == ROOT
+
+
+def test_every_profile_is_complete():
+    names = set(config.PROFILES)
+    assert {"tiny", "qwen2.5-0.5b", "qwen2-0.5b", "breeze-7b", "llama2-7b-chat", "openhermes-mistral-7b"} <= names
+    for profile in config.PROFILES.values():
+        assert profile.model_name and profile.memory and profile.lora_r > 0 and profile.max_new_tokens > 0
+        assert not profile.trust_remote_code, f"{profile.name} turns on trust_remote_code"
+    assert config.PROFILES["breeze-7b"].load_in_4bit
+    assert config.PROFILES["breeze-7b"].system_prompt == "回覆請少於20字"
+    assert (config.PROFILES["breeze-7b"].lora_r, config.PROFILES["breeze-7b"].lora_alpha) == (64, 16)
+
+
+def test_auto_picks_by_hardware_and_env(monkeypatch):
+    monkeypatch.delenv("DPO_PROFILE", raising=False)
+    monkeypatch.setattr(config, "has_gpu", lambda: False)
+    assert resolve_profile_name("auto") == "tiny"
+    monkeypatch.setattr(config, "has_gpu", lambda: True)
+    assert resolve_profile_name(None) == "qwen2.5-0.5b"
+    monkeypatch.setenv("DPO_PROFILE", "breeze-7b")
+    assert resolve_profile_name("auto") == "breeze-7b"
+    assert resolve_profile_name("tiny") == "tiny", "an explicit name beats DPO_PROFILE"
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ProfileError) as error:
+        load_profile("gpt-5")
+    for name in config.PROFILES:
+        assert name in str(error.value)
+
+
+def test_gpu_profile_refused_on_cpu(monkeypatch):
+    monkeypatch.setattr(config, "has_gpu", lambda: False)
+    with pytest.raises(ProfileError, match="needs a CUDA GPU"):
+        load_profile("breeze-7b")
+    assert load_profile("breeze-7b", check_hardware=False).name == "breeze-7b"
+
+
+def test_precision_follows_hardware(monkeypatch):
+    assert pick_dtype("cpu") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a T4
+    assert pick_dtype("cuda") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # Ampere and newer
+    assert pick_dtype("cuda") == torch.bfloat16
