@@ -752,3 +752,30 @@ def check_prompt_lengths(dataset: Dataset, tokenizer: Any, max_length: int, file
                         f"(this one: {lengths[first]}); TRL would drop them silently: raise max_length or shorten them",
                         file, row, "prompt")
     return max(lengths, default=0)
+
+
+# ---------------------------------------------------------------- showing pairs
+
+
+def shorten(text: str, width: int = 40) -> str:
+    """text on one line (runs of white space made one space), cut to width characters ending in "…"."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[:max(width - 1, 0)] + "…"
+
+
+def _shown(value: Any) -> Any:
+    """A prompt or answer as one line: text as it is, messages as the last one's content ("[3 turns] …")."""
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "content" in m for m in value):
+        last = str(value[-1]["content"])
+        return f"[{len(value)} turns] {last}" if len(value) > 1 else last
+    return value
+
+
+def pairs_table(pairs: Dataset | list[dict], width: int = 40) -> Any:
+    """A pandas DataFrame of preference pairs, one row each, prompt/chosen/rejected shortened to width characters."""
+    import pandas as pd
+
+    records = pairs.to_list() if isinstance(pairs, Dataset) else list(pairs)
+    columns = [c for c in ("id", "prompt", "chosen", "rejected", "preferred") if any(c in r for r in records)]
+    return pd.DataFrame([{c: shorten(_shown(r[c]), width) if c in ("prompt", "chosen", "rejected") else r.get(c)
+                          for c in columns if c in r} for r in records], columns=columns)

@@ -62,6 +62,9 @@ def set_seed(seed: int) -> None:
 def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
     """Quiet logs, seed everything, pick the device and the profile ("auto": tiny on CPU, a real model on GPU)."""
     quiet_logs()
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", 160)  # show whole answers in tables
     set_seed(seed)
     chosen = load_profile(profile)
     device = "cuda" if torch.cuda.is_available() else "cpu"

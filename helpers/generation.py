@@ -1,0 +1,46 @@
+"""Answering prompts: batched, left-padded, greedy by default; plus the one-prompt-at-a-time loop for comparison."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from helpers.templates import chat_messages, render_prompt
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                     system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 8,
+                     do_sample: bool = False, temperature: float = 0.7, progress: bool = True) -> list[str]:
+    """Answers to the prompts, generated in left-padded batches (greedy unless do_sample)."""
+    was_training = model.training
+    model.eval()
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # new tokens must follow the prompt directly, so padding goes in front
+    answers: list[str] = []
+    batches = range(0, len(prompts), batch_size)
+    try:
+        for start in tqdm(batches, desc="generating", unit="batch", disable=not progress, leave=False):
+            texts = [render_prompt(tokenizer, chat_messages(p, system_prompt)) for p in prompts[start:start + batch_size]]
+            inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(_device_of(model))
+            sampling = dict(do_sample=True, temperature=temperature) if do_sample else dict(do_sample=False)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                    **sampling)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            answers.extend(a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    return answers
+
+
+def generate_one_by_one(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                        system_prompt: str | None = None, max_new_tokens: int = 128) -> list[str]:
+    """The slow loop many tutorials use: one prompt per generate call (for tests and the benchmark)."""
+    return [generate_answers(model, tokenizer, [p], system_prompt, max_new_tokens, batch_size=1, progress=False)[0]
+            for p in prompts]

@@ -1,0 +1,105 @@
+"""Loading a profile's model and tokenizer (fp32 on CPU, fp16/bf16 or 4-bit NF4 on GPU) and its LoRA settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
+
+from helpers.config import TINY_MODEL, Profile, pick_dtype
+from helpers.errors import UserError
+
+
+def is_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (HF_HUB_OFFLINE set)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def model_source(profile: Profile) -> str:
+    """Where the profile's weights come from: the tiny model's local folder (built if needed) or a hub id."""
+    if profile.model_name == TINY_MODEL:
+        from helpers.tiny_model import tiny_model_path
+
+        return str(tiny_model_path())
+    return profile.model_name
+
+
+def _check_reachable(source: str) -> None:
+    """Fail at once, with one line, for a model that can be neither found locally nor downloaded."""
+    if Path(source).exists() or not is_offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if try_to_load_from_cache(source, "config.json") is None:
+        raise UserError(f"model {source!r} is not a local folder and is not in the Hugging Face cache, and "
+                        "HF_HUB_OFFLINE=1 forbids downloading it; use --profile tiny or go online")
+
+
+def quantization_config(profile: Profile) -> BitsAndBytesConfig | None:
+    """QLoRA's 4-bit NF4 with double quantization, computing in the GPU's 16-bit type; None for other profiles."""
+    if not profile.load_in_4bit:
+        return None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=pick_dtype("cuda") if torch.cuda.is_available() else torch.float16,
+    )
+
+
+def lora_config(profile: Profile) -> LoraConfig:
+    """The profile's LoRA adapter settings."""
+    targets = profile.lora_target_modules
+    return LoraConfig(
+        r=profile.lora_r,
+        lora_alpha=profile.lora_alpha,
+        lora_dropout=profile.lora_dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_tokenizer(profile: Profile) -> PreTrainedTokenizerBase:
+    """The profile's tokenizer, padding on the left for generation, with a pad token that is not EOS if possible."""
+    source = model_source(profile)
+    _check_reachable(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=profile.trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        # Padding with EOS would mask the real EOS out of the labels: the model would never learn to stop.
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token else tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainable: bool = False) -> torch.nn.Module:
+    """The profile's causal LM in the precision its hardware wants, with a saved LoRA adapter on top if given."""
+    source = model_source(profile)
+    _check_reachable(source)
+    on_gpu = torch.cuda.is_available()
+    kwargs = dict(dtype=pick_dtype(), trust_remote_code=profile.trust_remote_code)
+    if profile.load_in_4bit:
+        kwargs["quantization_config"] = quantization_config(profile)
+    if on_gpu:
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    if not trainable:
+        model.eval()
+    return model
+
+
+def load_model_and_tokenizer(profile: Profile, adapter_dir: str | Path | None = None):
+    """Model and tokenizer of a profile, ready for generation."""
+    return load_model(profile, adapter_dir), load_tokenizer(profile)
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """Total and trainable parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}

@@ -1,0 +1,156 @@
+"""SFT and DPO with TRL's trainers and a LoRA adapter (QLoRA for 4-bit profiles), configured from a profile."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from peft import PeftModel
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+from helpers.config import Profile
+from helpers.models import lora_config
+
+
+@dataclass
+class TrainResult:
+    """What a training stage leaves behind: the model, its log, and how long it took."""
+
+    model: torch.nn.Module
+    log_history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    steps: int = 0
+
+    @property
+    def final_loss(self) -> float | None:
+        """The last logged training loss."""
+        losses = [entry["loss"] for entry in self.log_history if "loss" in entry]
+        return losses[-1] if losses else None
+
+
+def precision_flags() -> dict:
+    """bf16 on GPUs that have it, fp16 on older ones (T4), neither on a CPU (TRL would default to bf16)."""
+    if not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False, "use_cpu": True}
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, learning_rate: float,
+                seed: int) -> dict:
+    """Trainer settings shared by SFT and DPO."""
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=num_epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=profile.batch_size,
+        gradient_accumulation_steps=profile.grad_accum,
+        optim=profile.optim,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        logging_steps=1,  # every step, so the notebooks can plot the curves
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,  # progress tables and bars do not survive notebook re-execution checks
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        activation_checkpointing=profile.gradient_checkpointing,  # trades compute for memory on 7B models
+        **precision_flags(),
+    )
+
+
+def sft_config(profile: Profile, output_dir: str | Path, num_epochs: float | None = None,
+               learning_rate: float | None = None, seed: int = 0) -> SFTConfig:
+    """SFTConfig for the profile: loss on the completion only, no packing."""
+    return SFTConfig(
+        **common_args(profile, output_dir, num_epochs or profile.sft_epochs,
+                      learning_rate or profile.sft_learning_rate, seed),
+        max_length=profile.max_length,
+        packing=False,
+        completion_only_loss=True,  # the prompt's tokens teach nothing about answering
+    )
+
+
+def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
+               learning_rate: float | None = None, seed: int = 0, loss_type: list[str] | None = None,
+               loss_weights: list[float] | None = None, precompute_ref_log_probs: bool = False,
+               **overrides) -> DPOConfig:
+    """DPOConfig for the profile; loss_type defaults to the profile's (tiny: DPO + an SFT term on chosen)."""
+    loss_type = list(loss_type or profile.dpo_loss_type)
+    if loss_weights is None and list(profile.dpo_loss_type) == loss_type and profile.dpo_loss_weights:
+        loss_weights = list(profile.dpo_loss_weights)
+    return DPOConfig(
+        **common_args(profile, output_dir, num_epochs, learning_rate or profile.dpo_learning_rate, seed),
+        beta=profile.beta if beta is None else beta,  # how far the policy may drift from the reference
+        loss_type=loss_type,
+        loss_weights=loss_weights,
+        max_length=profile.max_length,
+        precompute_ref_log_probs=precompute_ref_log_probs,
+        **overrides,
+    )
+
+
+def _quiet(trainer) -> None:
+    """Drop the callbacks that print a dict per step; the notebooks plot log_history instead."""
+    for callback in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(callback)
+
+
+def _train(trainer, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+    _quiet(trainer)
+    for callback in callbacks or []:
+        trainer.add_callback(callback)
+    start = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - start
+    return TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
+                       steps=output.global_step)
+
+
+def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, profile: Profile,
+              output_dir: str | Path, num_epochs: float | None = None, learning_rate: float | None = None,
+              seed: int = 0, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+    """Supervised fine-tuning of a new LoRA adapter on conversational prompt–completion examples."""
+    args = sft_config(profile, output_dir, num_epochs, learning_rate, seed)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=None if isinstance(model, PeftModel) else lora_config(profile))
+    return _train(trainer, callbacks)
+
+
+def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module:
+    """Fold an SFT adapter into the weights so that "adapter disabled" is the SFT model, DPO's reference.
+
+    A 4-bit model keeps its SFT adapter instead (merging into 4-bit weights rounds them); TRL then trains it
+    further against a frozen copy of it, which is again the SFT model.
+    """
+    if isinstance(model, PeftModel) and not profile.load_in_4bit:
+        model = model.merge_and_unload()
+    return model
+
+
+def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
+              output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
+              learning_rate: float | None = None, seed: int = 0, callbacks: list[TrainerCallback] | None = None,
+              **config_overrides) -> TrainResult:
+    """DPO with a LoRA adapter; the reference is the same network with that adapter switched off."""
+    args = dpo_config(profile, output_dir, beta, num_epochs, learning_rate, seed, **config_overrides)
+    # Without a PEFT model or peft_config, DPOTrainer would build its reference by reloading
+    # model.config._name_or_path from disk or the hub, which is NOT the model in memory. Never let that happen.
+    peft_config = None if isinstance(model, PeftModel) else lora_config(profile)
+    trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
+                         peft_config=peft_config)
+    return _train(trainer, callbacks)
+
+
+def log_frame(log_history: list[dict]):
+    """The per-step training log as a table (one row per logged step)."""
+    import pandas as pd
+
+    rows = [entry for entry in log_history if "loss" in entry]
+    return pd.DataFrame(rows).set_index("step") if rows else pd.DataFrame()
