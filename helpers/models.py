@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
 from helpers.config import TINY_MODEL, Profile, pick_dtype
@@ -50,8 +49,10 @@ def quantization_config(profile: Profile) -> BitsAndBytesConfig | None:
     )
 
 
-def lora_config(profile: Profile) -> LoraConfig:
-    """The profile's LoRA adapter settings."""
+def lora_config(profile: Profile):
+    """The profile's LoRA adapter settings (a peft.LoraConfig)."""
+    from peft import LoraConfig  # imported here: peft costs seconds, and loading a tokenizer does not need it
+
     targets = profile.lora_target_modules
     return LoraConfig(
         r=profile.lora_r,
@@ -87,6 +88,8 @@ def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainabl
         kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if adapter_dir is not None:
+        from peft import PeftModel
+
         model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
     if not trainable:
         model.eval()

@@ -341,17 +341,17 @@ def _break(rows: list[dict], index: int, **changes) -> list[dict]:
 ])
 def test_homework_errors(tmp_path, changes, row, field, problem):
     path = write(tmp_path / "labelled.json", _break(homework_rows(), 1, **changes))
-    with pytest.raises(DataError, match=f"^{at(path)}: row {row}: field '{field}': .*{problem}"):
+    with pytest.raises(DataError, match=f"^{at(path)}: {row}: field '{field}': .*{problem}"):
         data.load_homework(path)
-    with pytest.raises(DataError, match=f"^{at(path)}: row {row}: field '{field}': .*{problem}"):
+    with pytest.raises(DataError, match=f"^{at(path)}: {row}: field '{field}': .*{problem}"):
         data.check_file(path)
-    with pytest.raises(DataError, match=f"row {row}: field '{field}'"):
+    with pytest.raises(DataError, match=f"{row}: field '{field}'"):
         data.make_preference_pairs(_break(homework_rows(), 1, **changes), 0.5)
 
 
 def test_test_prompts_errors(tmp_path):
     path = write(tmp_path / "test.json", [{"id": 1, "prompt": "a"}, {"id": 2, "prompt": 3}])
-    with pytest.raises(DataError, match=f"^{at(path)}: row id 2: field 'prompt': is a number"):
+    with pytest.raises(DataError, match=f"^{at(path)}: id 2: field 'prompt': is a number"):
         data.load_test_prompts(path)
 
 
@@ -402,25 +402,25 @@ def test_format_errors(tmp_path, record, fmt, field, problem):
     good = data.read_records(SAMPLES_DIR / SAMPLE_OF[fmt])[0]  # a valid first row, then the broken one
     path = write(tmp_path / "pairs.jsonl", [good, record])
     row = "qid 9" if "qid" in record else "line 2"
-    with pytest.raises(DataError, match=f"^{at(path)}: row {row}: field '{re.escape(field)}': .*{problem}"):
+    with pytest.raises(DataError, match=f"^{at(path)}: {row}: field '{re.escape(field)}': .*{problem}"):
         data.check_file(path, fmt)
 
 
 def test_rows_of_a_json_list_are_named_by_index(tmp_path):
     path = write(tmp_path / "pairs.json", [ORCA, ORCA, {**ORCA, "chosen": ""}])
-    with pytest.raises(DataError, match=f"^{at(path)}: row index 2: field 'chosen': is empty"):
+    with pytest.raises(DataError, match=f"^{at(path)}: index 2: field 'chosen': is empty"):
         data.load_preference_file(path)
 
 
 @pytest.mark.parametrize("name, content, problem", [
     ("bad.json", '[\n  {"id": 1,\n   "prompt": "a"\n  "support": "b"}\n]', "malformed JSON at line 4, column 3"),
-    ("bad.jsonl", '{"chosen": "a", "rejected": "b"}\n\n{"chosen": "a" "rejected": "b"}\n', "row line 3: malformed"),
+    ("bad.jsonl", '{"chosen": "a", "rejected": "b"}\n\n{"chosen": "a" "rejected": "b"}\n', "line 3: malformed"),
     ("empty.jsonl", "", "no rows"),
     ("blank.jsonl", "\n  \n", "no rows"),
     ("empty.json", "[]", "no rows"),
     ("object.json", '{"chosen": "a",\n "rejected": "b"}', "expected a list of objects"),
-    ("numbers.jsonl", '{"chosen": "a", "rejected": "b"}\n3\n', "row line 2: is a number"),
-    ("numbers.json", '[{"chosen": "a", "rejected": "b"}, "x"]', "row index 1: is text; expected an object"),
+    ("numbers.jsonl", '{"chosen": "a", "rejected": "b"}\n3\n', "line 2: is a number"),
+    ("numbers.json", '[{"chosen": "a", "rejected": "b"}, "x"]', "index 1: is text; expected an object"),
     ("table.csv", "a,b\n", "unsupported file type"),
 ])
 def test_file_errors(tmp_path, name, content, problem):
@@ -493,7 +493,7 @@ def test_prompt_lengths_conversational(tokenizer):
     limit = sorted(lengths)[2]  # the two longest prompts reach it (the sample's lengths are distinct)
     assert len(set(lengths)) == 4
     first = next(i for i, n in enumerate(lengths) if n >= limit)
-    with pytest.raises(DataError, match=rf"^s\.json: row id {first + 1}: field 'prompt': 2 of 4 prompts reach "
+    with pytest.raises(DataError, match=rf"^s\.json: id {first + 1}: field 'prompt': 2 of 4 prompts reach "
                                         rf"max_length={limit} tokens on their own \(this one: {lengths[first]}\)"):
         data.check_prompt_lengths(pairs, tokenizer, limit, file="s.json")
 
@@ -502,10 +502,29 @@ def test_prompt_lengths_standard(tokenizer):
     pairs = data.load_preference_file(SAMPLES_DIR / "trl-standard.jsonl")
     lengths = [len(tokenizer(p)["input_ids"]) for p in pairs["prompt"]]
     assert data.check_prompt_lengths(pairs, tokenizer, max(lengths) + 1) == max(lengths)
-    with pytest.raises(DataError, match="row index 0: field 'prompt': 3 of 3 prompts"):
+    with pytest.raises(DataError, match="index 0: field 'prompt': 3 of 3 prompts"):
         data.check_prompt_lengths(pairs, tokenizer, min(lengths))
 
 
 def test_implicit_prompts_are_not_counted(tokenizer):
     pairs = data.load_preference_file(SAMPLES_DIR / "trl-standard-implicit.jsonl")
     assert data.check_prompt_lengths(pairs, tokenizer, 1) == 0
+
+
+@pytest.mark.parametrize("text, width, expected", [
+    ("short", 10, "short"), ("a  b\n c", 10, "a b c"), ("abcdefghij", 10, "abcdefghij"), ("abcdefghijk", 10, "abcdefghi…"),
+])
+def test_shorten(text, width, expected):
+    assert data.shorten(text, width) == expected
+
+
+def test_pairs_table_shows_one_line_per_pair():
+    pairs = data.make_preference_pairs(homework_rows(3), 0.34)  # floor(3 × 0.34) = 1 support row
+    table = data.pairs_table(pairs, width=8)
+    assert list(table.columns) == ["id", "prompt", "chosen", "rejected", "preferred"]
+    assert list(table["preferred"]) == ["support", "oppose", "oppose"] and list(table["id"]) == list(pairs["id"])
+    assert all(len(text) <= 8 for column in ("prompt", "chosen", "rejected") for text in table[column])
+    implicit = data.pairs_table([{"chosen": "yes", "rejected": "no"}])
+    assert list(implicit.columns) == ["chosen", "rejected"] and implicit.iloc[0].tolist() == ["yes", "no"]
+    hh = data.pairs_table(data.load_preference_file(SAMPLES_DIR / "hh-rlhf.jsonl"), width=200)
+    assert hh.loc[1, "prompt"] == "[3 turns] Something longer, please."

@@ -46,7 +46,7 @@ def test_bad_input_in_a_subprocess(tmp_path):
     out = tmp_path / "out.jsonl"
     result = run_cli("convert", str(source), "--out", str(out))
     assert result.returncode == 2
-    expected = f"error: {source}: row line 2: field 'chosen': is identical to 'rejected'; the pair teaches nothing"
+    expected = f"error: {source}: line 2: field 'chosen': is identical to 'rejected'; the pair teaches nothing"
     assert result.stderr.splitlines() == [expected]
     assert "Traceback" not in result.stderr + result.stdout
     assert not out.exists()
@@ -60,8 +60,8 @@ def test_check_every_sample(sample, capsys):
 
 
 @pytest.mark.parametrize("name, content, problem", [
-    ("bad.jsonl", BAD_JSONL, "row line 2: field 'chosen'"),
-    ("broken.jsonl", '{"chosen": "a",\n', "row line 1: malformed JSON"),
+    ("bad.jsonl", BAD_JSONL, "line 2: field 'chosen'"),
+    ("broken.jsonl", '{"chosen": "a",\n', "line 1: malformed JSON"),
     ("empty.json", "", "no rows"),
     ("odd.jsonl", '{"title": "x"}\n', "unknown format"),
 ])
