@@ -29,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(profile=args.profile, support_ratio=args.support_ratio, data_size=args.data_size,
                        num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
                        spread=args.spread, data=args.data, eval_data=args.eval_data,
-                       test_prompts=args.test_prompts, seed=args.seed)
+                       test_prompts=args.test_prompts, seed=args.seed, model=args.model)
     metrics = run_pipeline(config, Path(args.out), overwrite=args.overwrite, echo=lambda _: None)
     print(metrics_table(metrics).round(3).to_string())
     print(f"total {metrics['timings']['total']:.1f} s; results in {args.out}")
@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-data", default=None, help="held-out rows for measurement (bundled)")
     run.add_argument("--test-prompts", default=None, help="prompts to answer (bundled)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--model", default=None, help="a local model folder or hub id instead of the profile's")
     run.add_argument("--out", required=True, help="the run folder to write")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.set_defaults(func=_run)

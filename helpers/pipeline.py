@@ -45,6 +45,7 @@ class RunConfig:
     eval_data: str | None = None  # held-out rows for measurement; None: assets/data/eval_data.json
     test_prompts: str | None = None  # prompts to generate for; None: assets/data/test_prompt.json
     seed: int = 0
+    model: str | None = None  # a local folder or hub id instead of the profile's model
 
     def answers_file_name(self, n_rows: int) -> str:
         """The homework's result file name, epoch-{num_epoch}_size-{data_size}_ratio-{support_ratio}.json."""
@@ -188,6 +189,17 @@ def check_out_dir(out_dir: Path, config: RunConfig, overwrite: bool) -> None:
         raise UserError(f"{out_dir} holds an unfinished run with other settings; pass --overwrite or another --out")
 
 
+def check_writable(out_dir: Path) -> None:
+    """Fail before any training if the run folder cannot be created or written."""
+    try:
+        _mkdir(out_dir)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write the run folder {out_dir}: {error.strerror or error}") from None
+
+
 def list_runs(runs_dir: Path = OUTPUTS_DIR / "runs") -> list[str]:
     """Names of the complete runs saved under runs_dir."""
     if not Path(runs_dir).exists():
@@ -270,10 +282,13 @@ def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     profile = load_profile(config.profile)
-    check_out_dir(Path(out_dir), config, overwrite)
-    inputs = load_inputs(config)
+    if config.model:
+        profile = profile.replace(model_name=config.model)
+    inputs = load_inputs(config)  # every input is validated before anything is written
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
                                        spread=config.spread, system_prompt=profile.system_prompt)
+    check_out_dir(Path(out_dir), config, overwrite)
+    check_writable(Path(out_dir))
     write_json_atomic(_mkdir(Path(out_dir)) / "config.json", asdict(config))
     set_seed(config.seed)
     judge = train_stance_judge(inputs.train_rows, seed=config.seed)
