@@ -36,6 +36,21 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from helpers.plots import plot_sweep
+    from helpers.sweep import parse_numbers, run_sweep
+
+    sizes = [None if s in ("all", "") else int(s) for s in args.data_sizes.split(",")]
+    table = run_sweep(args.profile, parse_numbers(args.ratios), Path(args.out), parse_numbers(args.num_epochs),
+                      sizes, parse_numbers(args.seeds, int), beta=args.beta, overwrite=args.overwrite)
+    plot_sweep(table).savefig(Path(args.out) / "sweep.png", dpi=120)
+    columns = ["support_ratio", "num_epoch", "data_size", "seed", "sft_support_rate", "dpo_support_rate",
+               "dpo_generated_support_rate", "dpo_repetition", "dpo_seconds"]
+    print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
+    print(f"results in {args.out}/sweep.json and {args.out}/sweep.png")
+    return 0
+
+
 def _build_tiny(args: argparse.Namespace) -> int:
     from helpers.tiny_model import tiny_model_path
 
@@ -88,6 +103,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="the run folder to write")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.set_defaults(func=_run)
+
+    sweep = commands.add_parser("sweep", help="one DPO run per knob setting, SFT trained once; sweep.json + sweep.png")
+    sweep.add_argument("--profile", default="auto")
+    sweep.add_argument("--ratios", default="0,0.25,0.5,0.75,1", help="support ratios, comma-separated")
+    sweep.add_argument("--num-epochs", default="3", help="DPO epochs, comma-separated")
+    sweep.add_argument("--data-sizes", default="all", help="pair counts, comma-separated ('all' for every row)")
+    sweep.add_argument("--seeds", default="0", help="seeds, comma-separated")
+    sweep.add_argument("--beta", type=float, default=None)
+    sweep.add_argument("--out", required=True)
+    sweep.add_argument("--overwrite", action="store_true", help="replace finished points in --out")
+    sweep.set_defaults(func=_sweep)
 
     build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")
     build.set_defaults(func=_build_tiny)

@@ -3,6 +3,7 @@ The SFT stage is cached by a hash of its settings, so every notebook, run and sw
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -277,59 +278,96 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
 # --- the whole pipeline -------------------------------------------------------------------------------------
 
 
-def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print) -> dict:
-    """Base → SFT → DPO on one profile, each stage measured; writes the run folder and returns metrics.json's dict."""
+@dataclass
+class Prepared:
+    """What every DPO run of one profile, data and seed shares: the inputs, the judge, base and SFT measured once."""
+
+    profile: Profile
+    tokenizer: object
+    inputs: Inputs
+    judge: object
+    judge_acc: float
+    stages: dict[str, StageResult]
+    start_model: torch.nn.Module  # the SFT model folded into plain weights (or the base model without SFT)
+    logs: dict[str, list[dict]]
+    timings: dict[str, float]
+
+
+def resolve_profile(config: RunConfig) -> Profile:
+    """The config's profile, with its model replaced when the config names one."""
+    profile = load_profile(config.profile)
+    return profile.replace(model_name=config.model) if config.model else profile
+
+
+def prepare(config: RunConfig, echo=print) -> Prepared:
+    """Load and check the inputs, measure the base model, get the SFT model (cached) and measure it."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
-    profile = load_profile(config.profile)
-    if config.model:
-        profile = profile.replace(model_name=config.model)
-    inputs = load_inputs(config)  # every input is validated before anything is written
+    profile = resolve_profile(config)
+    inputs = load_inputs(config)
+    set_seed(config.seed)
+    judge = train_stance_judge(inputs.train_rows, seed=config.seed)
+    tokenizer = load_tokenizer(profile)
+    stages = {"base": measure_base(profile, inputs, judge)}
+    echo(f"base: {stages['base'].metrics}")
+    timings["base"] = time.perf_counter() - clock
+    logs: dict[str, list[dict]] = {}
+    if profile.run_sft:
+        clock = time.perf_counter()
+        model, sft_result, _ = get_sft_model(profile, inputs.train_rows, config.seed)
+        logs["sft"] = sft_result.log_history
+        timings["sft"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        stages["sft"] = measure_stage(model, tokenizer, inputs, profile, judge)
+        echo(f"sft: {stages['sft'].metrics}")
+        timings["eval_sft"] = time.perf_counter() - clock
+    else:
+        model = load_model(profile, trainable=True)
+    return Prepared(profile, tokenizer, inputs, judge, judge_accuracy(judge, inputs.eval_rows), stages,
+                    prepare_for_dpo(model, profile), logs, timings)
+
+
+def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print,
+            fresh_copy: bool = False) -> dict:
+    """One DPO run from the prepared SFT model: train, measure, save the run folder; returns metrics.json's dict."""
+    profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
                                        spread=config.spread, system_prompt=profile.system_prompt)
     check_out_dir(Path(out_dir), config, overwrite)
     check_writable(Path(out_dir))
-    write_json_atomic(_mkdir(Path(out_dir)) / "config.json", asdict(config))
-    set_seed(config.seed)
-    judge = train_stance_judge(inputs.train_rows, seed=config.seed)
-    judge_acc = judge_accuracy(judge, inputs.eval_rows)
-    preferred = eval_preferences(inputs, config)
+    write_json_atomic(Path(out_dir) / "config.json", asdict(config))
     beta = config.beta if config.beta is not None else profile.beta
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        timings[name] = time.perf_counter() - clock
-        clock = time.perf_counter()
-
-    tokenizer = load_tokenizer(profile)
-    stages = {"base": measure_base(profile, inputs, judge)}
-    echo(f"base: {stages['base'].metrics}")
-    lap("base")
-    logs: dict[str, list[dict]] = {}
-    if profile.run_sft:
-        model, sft_result, _ = get_sft_model(profile, inputs.train_rows, config.seed)
-        logs["sft"] = sft_result.log_history
-        lap("sft")
-        stages["sft"] = measure_stage(model, tokenizer, inputs, profile, judge)
-        echo(f"sft: {stages['sft'].metrics}")
-        lap("eval_sft")
-    else:
-        model = load_model(profile, trainable=True)
-    reference = stages.get("sft", stages["base"])
+    model = copy.deepcopy(prepared.start_model) if fresh_copy else prepared.start_model
+    timings = dict(prepared.timings)
+    clock = time.perf_counter()
     set_seed(config.seed)
-    model = prepare_for_dpo(model, profile)
     with tempfile.TemporaryDirectory() as scratch:
-        result = train_dpo(model, tokenizer, pairs, profile, scratch, beta=beta, num_epochs=config.num_epoch,
-                           learning_rate=config.learning_rate, seed=config.seed)
-    logs["dpo"] = result.log_history
-    lap("dpo")
-    stages["dpo"] = measure_stage(result.model, tokenizer, inputs, profile, judge)
-    lap("eval_dpo")
+        result = train_dpo(model, prepared.tokenizer, pairs, profile, scratch, beta=beta,
+                           num_epochs=config.num_epoch, learning_rate=config.learning_rate, seed=config.seed)
+    timings["dpo"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    stages = {name: copy.deepcopy(stage) for name, stage in prepared.stages.items()}
+    stages["dpo"] = measure_stage(result.model, prepared.tokenizer, inputs, profile, prepared.judge)
+    timings["eval_dpo"] = time.perf_counter() - clock
+    reference = stages.get("sft", stages["base"])
+    preferred = eval_preferences(inputs, config)
     for stage in stages.values():
         add_reward_metrics(stage, reference, preferred, beta)
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
-    return save_run(Path(out_dir), config, inputs, stages, logs, judge_acc, result.model, timings)
+    logs = {**prepared.logs, "dpo": result.log_history}
+    return save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings)
+
+
+def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print) -> dict:
+    """Base → SFT → DPO on one profile, each stage measured; writes the run folder and returns metrics.json's dict."""
+    profile = resolve_profile(config)  # fail fast on a bad profile, data or knob, before loading any model
+    inputs = load_inputs(config)
+    data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size, spread=config.spread,
+                               system_prompt=profile.system_prompt)
+    check_out_dir(Path(out_dir), config, overwrite)
+    check_writable(Path(out_dir))
+    return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo)
 
 
 def keep_earlier_run(out_dir: Path) -> Path | None:

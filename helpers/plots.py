@@ -84,3 +84,22 @@ def plot_runs_side_by_side(tables: dict[str, pd.DataFrame], column: str = "suppo
     ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def plot_sweep(table: pd.DataFrame) -> plt.Figure:
+    """support_rate and generated_support_rate of DPO against support_ratio, one line per setting, SFT as a line."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    groups = table.groupby(["num_epoch", "data_size"])
+    for ax, column in zip(axes, ("support_rate", "generated_support_rate")):
+        for (epochs, size), group in groups:
+            mean = group.groupby("support_ratio")[f"dpo_{column}"].mean()
+            ax.plot(mean.index, mean.values, marker="o", label=f"DPO, {epochs:g} epochs, {size} pairs")
+        if f"sft_{column}" in table:
+            ax.axhline(table[f"sft_{column}"].mean(), color=STAGE_COLORS["sft"], linestyle="--", label="SFT")
+        ax.set_xlabel("support_ratio")
+        ax.set_title(column, fontsize=10)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

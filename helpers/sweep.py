@@ -1,0 +1,51 @@
+"""Sweeping the homework's knobs: SFT once per seed, then one DPO run per point, collected in sweep.json/sweep.png."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from helpers.files import write_json_atomic
+from helpers.pipeline import RunConfig, prepare, run_dpo
+
+STAGE_COLUMNS = ("support_rate", "generated_support_rate", "pair_accuracy", "mean_margin", "mean_answer_chars",
+                 "repetition")
+
+
+def sweep_record(config: RunConfig, metrics: dict) -> dict:
+    """One flat row per point: the knobs, then every stage's measurements as stage_measurement."""
+    record = {"support_ratio": config.support_ratio, "num_epoch": config.num_epoch,
+              "data_size": metrics["n_train_pairs"], "seed": config.seed}
+    for stage, values in metrics["stages"].items():
+        record.update({f"{stage}_{name}": values[name] for name in STAGE_COLUMNS if name in values})
+    record["dpo_seconds"] = metrics["timings"].get("dpo")
+    return record
+
+
+def run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list[float] = (3,),
+              data_sizes: list[int | None] = (None,), seeds: list[int] = (0,), beta: float | None = None,
+              overwrite: bool = False, echo=print) -> pd.DataFrame:
+    """Every combination of the knobs; the SFT stage is trained (or loaded) once per seed and reused by all points."""
+    out_dir = Path(out_dir)
+    records, start = [], time.perf_counter()
+    for seed in seeds:
+        prepared = prepare(RunConfig(profile=profile, seed=seed), echo=lambda _: None)
+        for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios):
+            config = RunConfig(profile=profile, support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta,
+                               seed=seed)
+            folder = out_dir / "runs" / config.run_name(len(prepared.inputs.train_rows))
+            metrics = run_dpo(prepared, config, folder, overwrite=overwrite, echo=lambda _: None, fresh_copy=True)
+            records.append(sweep_record(config, metrics))
+            echo(f"ratio {ratio:g} epochs {epochs:g} size {records[-1]['data_size']} seed {seed}: "
+                 f"support_rate {records[-1]['dpo_support_rate']:.2f}")
+    table = pd.DataFrame(records)
+    write_json_atomic(out_dir / "sweep.json", {"points": records, "seconds": round(time.perf_counter() - start, 1)})
+    return table
+
+
+def parse_numbers(text: str, kind: type = float) -> list:
+    """"0,0.25,1" → [0.0, 0.25, 1.0]."""
+    return [kind(part) for part in text.split(",") if part.strip()]
