@@ -51,6 +51,15 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from helpers.bench import bench_table, run_bench
+
+    report = run_bench(args.profile, Path(args.out), n_prompts=args.prompts)
+    print(bench_table(report).to_string())
+    print(f"written to {args.out}/bench.json")
+    return 0
+
+
 def _build_tiny(args: argparse.Namespace) -> int:
     from helpers.tiny_model import tiny_model_path
 
@@ -114,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True)
     sweep.add_argument("--overwrite", action="store_true", help="replace finished points in --out")
     sweep.set_defaults(func=_sweep)
+
+    bench = commands.add_parser("bench", help="generation, DPO and stage timings measured side by side")
+    bench.add_argument("--profile", default="tiny")
+    bench.add_argument("--prompts", type=int, default=24, help="prompts for the generation comparison (24)")
+    bench.add_argument("--out", required=True)
+    bench.set_defaults(func=_bench)
 
     build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")
     build.set_defaults(func=_build_tiny)

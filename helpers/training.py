@@ -25,6 +25,7 @@ class TrainResult:
     log_history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
+    gpu: dict | None = None  # peak memory and throughput, on a GPU
 
     @property
     def final_loss(self) -> float | None:
@@ -106,11 +107,27 @@ def _train(trainer, callbacks: list[TrainerCallback] | None = None) -> TrainResu
     _quiet(trainer)
     for callback in callbacks or []:
         trainer.add_callback(callback)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     output = trainer.train()
     seconds = time.perf_counter() - start
-    return TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
-                       steps=output.global_step)
+    result = TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
+                         steps=output.global_step)
+    if torch.cuda.is_available():
+        result.gpu = gpu_report(result)
+        print(" · ".join(f"{k} {v}" for k, v in result.gpu.items()))
+    return result
+
+
+def gpu_report(result: TrainResult) -> dict:
+    """What a training stage cost on the GPU: peak allocated and reserved memory, and tokens per second."""
+    tokens = max((entry.get("num_tokens", 0) for entry in result.log_history), default=0)
+    return {
+        "peak_allocated_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / 2**30, 2),
+        "tokens_per_second": round(tokens / result.seconds, 1) if result.seconds else None,
+    }
 
 
 def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, profile: Profile,

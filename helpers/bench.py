@@ -1,0 +1,95 @@
+"""`python -m helpers bench`: measured side by side in one process — batched vs one-by-one generation, DPO with
+and without precomputed reference log-probs, the time of every pipeline stage, and peak memory."""
+
+from __future__ import annotations
+
+import copy
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from helpers.files import write_json_atomic
+
+
+def _timed(func, *args, **kwargs):
+    start = time.perf_counter()
+    value = func(*args, **kwargs)
+    return value, time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MB (Linux reports kB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print) -> dict:
+    """Measure, write out_dir/bench.json, and return it."""
+    stages: dict[str, float] = {}
+    _, stages["import"] = _timed(subprocess.run, [sys.executable, "-c", "import helpers.pipeline"], check=True)
+    from helpers import data
+    from helpers.config import load_profile
+    from helpers.evaluation import stance_logps, train_stance_judge
+    from helpers.generation import generate_answers, generate_one_by_one
+    from helpers.models import load_model, load_tokenizer
+    from helpers.pipeline import get_sft_model
+    from helpers.training import prepare_for_dpo, train_dpo
+
+    profile = load_profile(profile_name)
+    (tokenizer, model), stages["model_load"] = _timed(lambda: (load_tokenizer(profile), load_model(profile)))
+    rows, eval_rows = data.load_homework(), data.load_eval_rows()
+    prompts = ([r["prompt"] for r in data.load_test_prompts()] + [r["prompt"] for r in eval_rows])[:n_prompts]
+
+    batched, stages["generate_batched"] = _timed(generate_answers, model, tokenizer, prompts, profile.system_prompt,
+                                                 profile.max_new_tokens, batch_size=len(prompts), progress=False)
+    looped, stages["generate_one_by_one"] = _timed(generate_one_by_one, model, tokenizer, prompts,
+                                                   profile.system_prompt, profile.max_new_tokens)
+    _, stages["eval_logps"] = _timed(stance_logps, model, tokenizer, eval_rows, profile.system_prompt)
+    _, stages["eval_judge_train"] = _timed(train_stance_judge, rows)
+
+    with tempfile.TemporaryDirectory() as cache:
+        (sft_model, _, _), stages["sft_train"] = _timed(get_sft_model, profile, rows, 0, True, Path(cache))
+        _, stages["sft_load_cached"] = _timed(get_sft_model, profile, rows, 0, False, Path(cache))
+    start_model = prepare_for_dpo(sft_model, profile)
+    pairs = data.make_preference_pairs(rows, 1.0)
+    dpo = {}
+    for precompute in (False, True):
+        with tempfile.TemporaryDirectory() as scratch:
+            result, seconds = _timed(train_dpo, copy.deepcopy(start_model), tokenizer, pairs, profile, scratch,
+                                     num_epochs=1, precompute_ref_log_probs=precompute)
+        dpo[precompute] = {"seconds": seconds, "train_seconds": result.seconds,
+                           "final_loss": result.final_loss}
+    stages["dpo_1_epoch"] = dpo[False]["seconds"]
+    stages["dpo_1_epoch_precomputed"] = dpo[True]["seconds"]
+
+    report = {
+        "profile": profile.name,
+        "prompts": len(prompts),
+        "generation": {"same_answers": batched == looped,
+                       "speedup_batched_vs_one_by_one": round(stages["generate_one_by_one"] / stages["generate_batched"], 2)},
+        "dpo_precompute": {
+            "speedup_precomputed_vs_live_reference": round(dpo[False]["seconds"] / dpo[True]["seconds"], 2),
+            "prepass_and_setup_seconds": round(dpo[True]["seconds"] - dpo[True]["train_seconds"], 2),
+            "same_final_loss": abs(dpo[False]["final_loss"] - dpo[True]["final_loss"]) < 1e-5,
+        },
+        "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    write_json_atomic(Path(out_dir) / "bench.json", report)
+    return report
+
+
+def bench_table(report: dict):
+    """bench.json as a two-column table for printing."""
+    import pandas as pd
+
+    rows = {f"{k} (s)": v for k, v in report["stage_seconds"].items()}
+    rows["generation speedup, batched vs one-by-one"] = report["generation"]["speedup_batched_vs_one_by_one"]
+    rows["generation: same greedy answers"] = report["generation"]["same_answers"]
+    rows["DPO speedup, precomputed reference"] = report["dpo_precompute"]["speedup_precomputed_vs_live_reference"]
+    rows["DPO: same final loss"] = report["dpo_precompute"]["same_final_loss"]
+    rows["peak resident memory (MB)"] = report["peak_rss_mb"]
+    return pd.Series(rows, name="value").to_frame()
