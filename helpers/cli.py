@@ -31,6 +31,8 @@ def _run(args: argparse.Namespace) -> int:
                        spread=args.spread, data=args.data, eval_data=args.eval_data,
                        test_prompts=args.test_prompts, seed=args.seed, model=args.model)
     metrics = run_pipeline(config, Path(args.out), overwrite=args.overwrite, echo=lambda _: None)
+    if not metrics:  # a non-main process of a data-parallel run: the main one reports
+        return 0
     print(metrics_table(metrics).round(3).to_string())
     print(f"total {metrics['timings']['total']:.1f} s; results in {args.out}")
     return 0

@@ -85,6 +85,20 @@ def load_inputs(config: RunConfig) -> Inputs:
     )
 
 
+# --- several processes (accelerate launch) ---------------------------------------------------------------
+
+
+def is_main_process() -> bool:
+    """True in a single process, and in rank 0 of a data-parallel run: the one that measures, writes and prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across data-parallel processes; nothing in a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 # --- stage measurement ---------------------------------------------------------------------------------------
 
 
@@ -100,6 +114,8 @@ class StageResult:
 def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Profile, judge,
                   progress: bool = False) -> StageResult:
     """support_rate on the held-out rows, plus the greedy answers to the test prompts and their stance/fluency."""
+    if not is_main_process():  # evaluation runs once, on the main process
+        return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
     table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt)
     answers = generate_answers(model, tokenizer, [r["prompt"] for r in inputs.test_rows], profile.system_prompt,
                                max_new_tokens=profile.max_new_tokens, batch_size=profile.gen_batch_size,
@@ -153,13 +169,15 @@ def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retra
         examples = data.make_sft_examples(train_rows, profile.system_prompt)
         with tempfile.TemporaryDirectory() as scratch:
             result = train_sft(model, tokenizer, examples, profile, scratch, seed=seed)
-        staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=_mkdir(folder.parent)))
-        result.model.save_pretrained(staging, safe_serialization=True)
-        write_json_atomic(staging / "log_history.json", {"log_history": result.log_history,
-                                                         "seconds": result.seconds})
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        if is_main_process():
+            staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=_mkdir(folder.parent)))
+            result.model.save_pretrained(staging, safe_serialization=True)
+            write_json_atomic(staging / "log_history.json", {"log_history": result.log_history,
+                                                             "seconds": result.seconds})
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(staging, folder)
+        wait_for_everyone()
         result.model.eval()
         return result.model, result, folder
     model = load_model(profile, adapter_dir=folder)
@@ -333,9 +351,10 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
                                        spread=config.spread, system_prompt=profile.system_prompt)
-    check_out_dir(Path(out_dir), config, overwrite)
-    check_writable(Path(out_dir))
-    write_json_atomic(Path(out_dir) / "config.json", asdict(config))
+    if is_main_process():
+        check_out_dir(Path(out_dir), config, overwrite)
+        check_writable(Path(out_dir))
+        write_json_atomic(Path(out_dir) / "config.json", asdict(config))
     beta = config.beta if config.beta is not None else profile.beta
     model = copy.deepcopy(prepared.start_model) if fresh_copy else prepared.start_model
     timings = dict(prepared.timings)
@@ -345,6 +364,8 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
         result = train_dpo(model, prepared.tokenizer, pairs, profile, scratch, beta=beta,
                            num_epochs=config.num_epoch, learning_rate=config.learning_rate, seed=config.seed)
     timings["dpo"] = time.perf_counter() - clock
+    if not is_main_process():
+        return {}
     clock = time.perf_counter()
     stages = {name: copy.deepcopy(stage) for name, stage in prepared.stages.items()}
     stages["dpo"] = measure_stage(result.model, prepared.tokenizer, inputs, profile, prepared.judge)
@@ -365,8 +386,9 @@ def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo
     inputs = load_inputs(config)
     data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size, spread=config.spread,
                                system_prompt=profile.system_prompt)
-    check_out_dir(Path(out_dir), config, overwrite)
-    check_writable(Path(out_dir))
+    if is_main_process():
+        check_out_dir(Path(out_dir), config, overwrite)
+        check_writable(Path(out_dir))
     return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo)
 
 

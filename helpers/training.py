@@ -61,6 +61,7 @@ def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, lea
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # LoRA uses every adapter weight in every step
         activation_checkpointing=profile.gradient_checkpointing,  # trades compute for memory on 7B models
         **precision_flags(),
     )
