@@ -62,6 +62,15 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from helpers.export import export_run
+
+    report = export_run(Path(args.run), Path(args.out), push_to_hub=args.push_to_hub)
+    print(f"merged model in {report['model_dir']}; same greedy answers as the adapter model: "
+          f"{report['same_greedy_answers']}")
+    return 0 if report["same_greedy_answers"] else 1
+
+
 def _build_tiny(args: argparse.Namespace) -> int:
     from helpers.tiny_model import tiny_model_path
 
@@ -131,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prompts", type=int, default=24, help="prompts for the generation comparison (24)")
     bench.add_argument("--out", required=True)
     bench.set_defaults(func=_bench)
+
+    export = commands.add_parser("export", help="merge a run's LoRA adapter into a standalone model")
+    export.add_argument("--run", required=True, help="a complete run folder")
+    export.add_argument("--out", required=True, help="the model folder to write")
+    export.add_argument("--push-to-hub", default=None, metavar="REPO", help="also upload it (token from HF_TOKEN)")
+    export.set_defaults(func=_export)
 
     build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")
     build.set_defaults(func=_build_tiny)

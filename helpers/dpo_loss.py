@@ -154,33 +154,32 @@ def first_batch(trainer) -> dict[str, torch.Tensor]:
     return next(iter(trainer.get_train_dataloader()))
 
 
-def trl_metrics(trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    """TRL's loss and logged metrics for one batch, from DPOTrainer.compute_loss (in eval mode: no dropout)."""
-    model = trainer.model
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode inside the block (no dropout: both sides see the same network), the previous mode after it."""
     was_training = model.training
     model.eval()
-    trainer._metrics["eval"].clear()
     try:
-        with torch.no_grad():
-            loss = trainer.compute_loss(model, trainer._prepare_inputs(batch))
-        logged = {key: values[-1] for key, values in trainer._metrics["eval"].items()}
+        yield
     finally:
-        trainer._metrics["eval"].clear()
         model.train(was_training)
+
+
+def trl_metrics(trainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """TRL's loss and logged metrics for one batch: DPOTrainer.compute_loss, then what it appended to trainer._metrics."""
+    trainer._metrics["eval"].clear()  # compute_loss appends to _metrics["train" or "eval"], by the model's mode
+    with evaluating(trainer.model), torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, trainer._prepare_inputs(batch))
+    logged = {key: values[-1] for key, values in trainer._metrics["eval"].items()}
+    trainer._metrics["eval"].clear()
     return {"loss": loss.item(), **{key: logged[key] for key in METRICS[1:]}}
 
 
 def compare_with_trl(trainer, batch: dict[str, torch.Tensor]) -> pd.DataFrame:
     """Hand-computed and TRL's values for the same batch and weights, side by side, with their absolute difference."""
-    model = trainer.model
-    was_training = model.training
-    model.eval()
-    try:
-        hand = hand_metrics(model, batch, trainer.beta)
-    finally:
-        model.train(was_training)
-    trl = trl_metrics(trainer, batch)
-    table = pd.DataFrame({"by hand": hand, "TRL": trl}).loc[list(METRICS)]
+    with evaluating(trainer.model):
+        hand = hand_metrics(trainer.model, batch, trainer.beta)
+    table = pd.DataFrame({"by hand": hand, "TRL": trl_metrics(trainer, batch)}).loc[list(METRICS)]
     table["abs diff"] = (table["by hand"] - table["TRL"]).abs()
     return table
 
@@ -190,32 +189,48 @@ def train_steps(trainer, steps: int, learning_rate: float | None = None) -> list
     model = trainer.model
     params = [p for p in model.parameters() if p.requires_grad]  # only the LoRA weights
     optimizer = torch.optim.AdamW(params, lr=learning_rate or trainer.args.learning_rate)
-    model.train()
     losses = []
-    for _, batch in zip(range(steps), trainer.get_train_dataloader()):
+    for _, batch in zip(range(steps), trainer.get_train_dataloader()):  # the same batches, in TRL's order
         loss, _, _ = dpo_loss(**batch_logps(model, batch), beta=trainer.beta)
-        loss.backward()
+        loss.backward()  # gradients reach the LoRA weights through the policy log-probs only
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
-    model.eval()
     return losses
 
 
 def plot_beta_effect(betas: tuple[float, ...] = (0.05, 0.1, 0.5, 1.0), span: float = 40.0):
-    """Loss −log σ(β·Δ) and per-pair gradient scale β·σ(−β·Δ) against Δ, the difference of log-ratios, per β."""
+    """The loss −log σ(β·Δ) and a pair's gradient weight σ(−β·Δ) against Δ, the difference of log-ratios, per β."""
     import matplotlib.pyplot as plt
 
-    delta = torch.linspace(-span, span, 401)  # Δ = log-ratio(chosen) − log-ratio(rejected), in nats
+    delta = torch.linspace(-span, span, 401)  # Δ = log-ratio(chosen) − log-ratio(rejected), in nats; margin = β·Δ
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.4))
     for beta in betas:
         left.plot(delta, -F.logsigmoid(beta * delta), label=f"β = {beta}")
-        right.plot(delta, beta * torch.sigmoid(-beta * delta), label=f"β = {beta}")
+        right.plot(delta, torch.sigmoid(-beta * delta), label=f"β = {beta}")
     left.set(title="loss −log σ(β·Δ)", xlabel="Δ = chosen log-ratio − rejected log-ratio (nats)", ylabel="loss")
-    right.set(title="gradient scale β·σ(−β·Δ)", xlabel="Δ (nats)", ylabel="|∂loss/∂Δ|")
+    right.set(title="gradient weight σ(−β·Δ)", xlabel="Δ (nats)", ylabel="weight")
+    left.set_ylim(0, 3)  # near ln 2 for small β; far out, the loss grows like β·|Δ|
     for ax in (left, right):
         ax.axvline(0, color="#999", lw=0.8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pair_weights(gradients: pd.DataFrame):
+    """Each pair of the batch on the curve σ(−margin): the pairs ranked wrong (left) pull hardest."""
+    import matplotlib.pyplot as plt
+
+    reach = max(4.0, float(gradients["margin"].abs().max()) + 0.5)
+    margin = torch.linspace(-reach, reach, 201)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.plot(margin, torch.sigmoid(-margin), color="#999", label="σ(−margin)")
+    ax.scatter(gradients["margin"], gradients["weight σ(−margin)"], color="#e07a3f", zorder=3, label="pairs of the batch")
+    ax.set(title="gradient weight per pair", xlabel="margin = r̂(chosen) − r̂(rejected)", ylabel="weight", ylim=(0, 1))
+    ax.axvline(0, color="#999", lw=0.8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

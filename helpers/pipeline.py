@@ -185,6 +185,13 @@ def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retra
     return model, TrainResult(model=model, log_history=cached["log_history"], seconds=cached["seconds"]), folder
 
 
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Put a fully written folder in place of target."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -262,7 +269,7 @@ def save_answers(name: str, rows: list[dict], answers: list[str], profile: Profi
 
 def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str, StageResult],
              logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None = None,
-             timings: dict[str, float] | None = None) -> dict:
+             timings: dict[str, float] | None = None, sft_dir: Path | None = None) -> dict:
     """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last."""
     out_dir = _mkdir(Path(out_dir))
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
@@ -285,9 +292,12 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
     if dpo_model is not None and hasattr(dpo_model, "peft_config"):
         staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
         dpo_model.save_pretrained(staging, safe_serialization=True)
-        if (out_dir / "adapter").exists():
-            shutil.rmtree(out_dir / "adapter")
-        os.replace(staging, out_dir / "adapter")
+        _replace_dir(staging, out_dir / "adapter")
+    if sft_dir is not None:  # the SFT adapter under the DPO one: export folds both into the base weights
+        staging = Path(tempfile.mkdtemp(prefix=".sft_adapter.", dir=out_dir))
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy2(Path(sft_dir) / name, staging / name)
+        _replace_dir(staging, out_dir / "sft_adapter")
     write_json_atomic(out_dir / "metrics.json", metrics)
     (out_dir / COMPLETE_MARKER).write_text("complete\n", encoding="utf-8")
     return metrics
@@ -309,6 +319,7 @@ class Prepared:
     start_model: torch.nn.Module  # the SFT model folded into plain weights (or the base model without SFT)
     logs: dict[str, list[dict]]
     timings: dict[str, float]
+    sft_dir: Path | None = None  # the SFT adapter folded into start_model (None: no SFT, or kept as an adapter)
 
 
 def resolve_profile(config: RunConfig) -> Profile:
@@ -330,9 +341,10 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
     echo(f"base: {stages['base'].metrics}")
     timings["base"] = time.perf_counter() - clock
     logs: dict[str, list[dict]] = {}
+    sft_dir = None
     if profile.run_sft:
         clock = time.perf_counter()
-        model, sft_result, _ = get_sft_model(profile, inputs.train_rows, config.seed)
+        model, sft_result, sft_dir = get_sft_model(profile, inputs.train_rows, config.seed)
         logs["sft"] = sft_result.log_history
         timings["sft"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -342,7 +354,8 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
     else:
         model = load_model(profile, trainable=True)
     return Prepared(profile, tokenizer, inputs, judge, judge_accuracy(judge, inputs.eval_rows), stages,
-                    prepare_for_dpo(model, profile), logs, timings)
+                    prepare_for_dpo(model, profile), logs, timings,
+                    sft_dir=None if profile.load_in_4bit else sft_dir)
 
 
 def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print,
@@ -377,7 +390,8 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
     logs = {**prepared.logs, "dpo": result.log_history}
-    return save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings)
+    return save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
+                    sft_dir=prepared.sft_dir)
 
 
 def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print) -> dict:

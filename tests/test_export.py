@@ -1,0 +1,50 @@
+"""Export: the merged standalone model answers exactly like the adapter model; pushing fails clearly offline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers.errors import UserError
+from helpers.export import check_can_push, export_run
+from helpers.pipeline import RunConfig, run_pipeline
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    run_pipeline(RunConfig(support_ratio=1.0, data_size=16, num_epoch=1), out, echo=lambda _: None)
+    return out
+
+
+@pytest.mark.slow
+def test_export_round_trip(small_run, tmp_path):
+    report = export_run(small_run, tmp_path / "model", echo=lambda _: None)
+    assert report["same_greedy_answers"] is True
+    files = set(report["files"])
+    assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja"} <= files
+    assert not [f for f in files if f.endswith(".bin")]
+    assert json.loads((tmp_path / "model" / "export.json").read_text())["same_greedy_answers"] is True
+
+
+def test_push_refuses_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE") as error:
+        check_can_push()
+    assert "hf_" not in str(error.value), "the token must never appear in a message"
+
+
+def test_push_needs_a_token(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(UserError, match="no token"):
+        check_can_push()
+
+
+def test_export_with_push_offline_writes_nothing(small_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError):
+        export_run(small_run, tmp_path / "model", push_to_hub="someone/model", echo=lambda _: None)
+    assert not (tmp_path / "model").exists()
