@@ -49,3 +49,15 @@ def run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list
 def parse_numbers(text: str, kind: type = float) -> list:
     """"0,0.25,1" → [0.0, 0.25, 1.0]."""
     return [kind(part) for part in text.split(",") if part.strip()]
+
+
+def compare_settings(prepared, out_dir: Path, runs: dict[str, dict],
+                     columns: tuple[str, ...] = ("support_rate", "generated_support_rate", "repetition")) -> pd.DataFrame:
+    """Named DPO runs that differ in a knob, all from the same prepared SFT model: one row each, the DPO measurements."""
+    rows = {}
+    for name, settings in runs.items():
+        config = RunConfig(profile=prepared.profile.name, **settings)
+        folder = Path(out_dir) / config.run_name(len(prepared.inputs.train_rows))
+        metrics = run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None, fresh_copy=True)
+        rows[name] = {column: metrics["stages"]["dpo"][column] for column in columns}
+    return pd.DataFrame(rows).T
