@@ -30,7 +30,8 @@ def _run(args: argparse.Namespace) -> int:
                        num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
                        spread=args.spread, data=args.data, eval_data=args.eval_data,
                        test_prompts=args.test_prompts, seed=args.seed, model=args.model)
-    metrics = run_pipeline(config, Path(args.out), overwrite=args.overwrite, echo=lambda _: None)
+    metrics = run_pipeline(config, Path(args.out), overwrite=args.overwrite, echo=lambda _: None,
+                           resume=args.resume)
     if not metrics:  # a non-main process of a data-parallel run: the main one reports
         return 0
     print(metrics_table(metrics).round(3).to_string())
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, help="a local model folder or hub id instead of the profile's")
     run.add_argument("--out", required=True, help="the run folder to write")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoint")
     run.set_defaults(func=_run)
 
     sweep = commands.add_parser("sweep", help="one DPO run per knob setting, SFT trained once; sweep.json + sweep.png")

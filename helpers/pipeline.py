@@ -167,16 +167,16 @@ def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retra
         tokenizer = load_tokenizer(profile)
         model = load_model(profile, trainable=True)
         examples = data.make_sft_examples(train_rows, profile.system_prompt)
-        with tempfile.TemporaryDirectory() as scratch:
-            result = train_sft(model, tokenizer, examples, profile, scratch, seed=seed)
+        checkpoints = folder.with_name(folder.name + ".checkpoints")  # a killed SFT resumes from here
+        result = train_sft(model, tokenizer, examples, profile, checkpoints, seed=seed,
+                           checkpoint_every=profile.checkpoint_steps, resume=not retrain)
         if is_main_process():
             staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=_mkdir(folder.parent)))
             result.model.save_pretrained(staging, safe_serialization=True)
             write_json_atomic(staging / "log_history.json", {"log_history": result.log_history,
                                                              "seconds": result.seconds})
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(staging, folder)
+            _replace_dir(staging, folder)
+            shutil.rmtree(checkpoints, ignore_errors=True)
         wait_for_everyone()
         result.model.eval()
         return result.model, result, folder
@@ -269,7 +269,8 @@ def save_answers(name: str, rows: list[dict], answers: list[str], profile: Profi
 
 def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str, StageResult],
              logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None = None,
-             timings: dict[str, float] | None = None, sft_dir: Path | None = None) -> dict:
+             timings: dict[str, float] | None = None, sft_dir: Path | None = None,
+             resumed_from: str | None = None) -> dict:
     """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last."""
     out_dir = _mkdir(Path(out_dir))
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
@@ -280,6 +281,7 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
         "n_train_pairs": config.data_size or len(inputs.train_rows),
         "n_eval_rows": len(inputs.eval_rows),
         "timings": {k: round(v, 2) for k, v in (timings or {}).items()},
+        "resumed_from": resumed_from,  # the DPO checkpoint a --resume continued from
         "environment": environment_facts(),
     }
     answers = [{"id": row["id"], "prompt": row["prompt"], **{name: s.answers[i] for name, s in stages.items()}}
@@ -359,7 +361,7 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
 
 
 def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print,
-            fresh_copy: bool = False) -> dict:
+            fresh_copy: bool = False, resume: bool = False) -> dict:
     """One DPO run from the prepared SFT model: train, measure, save the run folder; returns metrics.json's dict."""
     profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
@@ -373,9 +375,10 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     timings = dict(prepared.timings)
     clock = time.perf_counter()
     set_seed(config.seed)
-    with tempfile.TemporaryDirectory() as scratch:
-        result = train_dpo(model, prepared.tokenizer, pairs, profile, scratch, beta=beta,
-                           num_epochs=config.num_epoch, learning_rate=config.learning_rate, seed=config.seed)
+    checkpoints = Path(out_dir) / "checkpoints" / "dpo"  # `run --resume` continues from the newest one
+    result = train_dpo(model, prepared.tokenizer, pairs, profile, checkpoints, beta=beta,
+                       num_epochs=config.num_epoch, learning_rate=config.learning_rate, seed=config.seed,
+                       checkpoint_every=profile.checkpoint_steps, resume=resume)
     timings["dpo"] = time.perf_counter() - clock
     if not is_main_process():
         return {}
@@ -390,12 +393,22 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
     logs = {**prepared.logs, "dpo": result.log_history}
-    return save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
-                    sft_dir=prepared.sft_dir)
+    metrics = save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
+                       sft_dir=prepared.sft_dir, resumed_from=result.resumed_from)
+    shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
+    return metrics
 
 
-def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print) -> dict:
-    """Base → SFT → DPO on one profile, each stage measured; writes the run folder and returns metrics.json's dict."""
+def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print, resume: bool = False) -> dict:
+    """Base → SFT → DPO on one profile, each stage measured; writes the run folder and returns metrics.json's dict.
+
+    resume: continue an interrupted run in out_dir (same settings) from its newest checkpoint; SFT is cached anyway.
+    """
+    if resume and (Path(out_dir) / COMPLETE_MARKER).exists():
+        if read_json(Path(out_dir) / "config.json") != asdict(config):
+            raise UserError(f"{out_dir} holds a complete run with other settings; nothing to resume")
+        echo(f"{out_dir} is already complete: nothing to resume")
+        return read_json(Path(out_dir) / "metrics.json")
     profile = resolve_profile(config)  # fail fast on a bad profile, data or knob, before loading any model
     inputs = load_inputs(config)
     data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size, spread=config.spread,
@@ -403,7 +416,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo
     if is_main_process():
         check_out_dir(Path(out_dir), config, overwrite)
         check_writable(Path(out_dir))
-    return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo)
+    return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo, resume=resume)
 
 
 def keep_earlier_run(out_dir: Path) -> Path | None:

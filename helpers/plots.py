@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 DPO_CURVES = {
-    "loss": "the DPO loss: ln 2 ≈ 0.693 at the first step, lower as the model separates the answers",
+    "loss": "the training loss: its DPO part is ln 2 ≈ 0.693 at the first step and falls as the answers separate",
     "rewards/chosen": "beta × how much more likely the chosen answer became than under the reference",
     "rewards/rejected": "the same for the rejected answer; it should fall",
     "rewards/margins": "chosen reward minus rejected reward: the gap DPO widens",

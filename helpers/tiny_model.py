@@ -49,7 +49,7 @@ RECIPE = {
         "max_position_embeddings": 512,
         "rope_theta": 10000.0,
     },
-    "pretrain": {"steps": 150, "batch_size": 16, "seq_len": 64, "learning_rate": 3e-3, "seed": 0},
+    "pretrain": {"steps": 200, "batch_size": 16, "seq_len": 64, "learning_rate": 3e-3, "seed": 0},
     "corpus_files": ["labelled_data.json", "test_prompt.json"],
 }
 

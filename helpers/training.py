@@ -26,6 +26,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     gpu: dict | None = None  # peak memory and throughput, on a GPU
+    resumed_from: str | None = None  # the checkpoint training continued from, if any
 
     @property
     def final_loss(self) -> float | None:
@@ -67,16 +68,20 @@ def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, lea
     )
 
 
+def checkpointing(every: int | None) -> dict:
+    """Trainer settings that keep the newest checkpoint every N steps (weights, optimizer, scheduler, RNG state)."""
+    return dict(save_strategy="steps", save_steps=every, save_total_limit=1) if every else {}
+
+
 def sft_config(profile: Profile, output_dir: str | Path, num_epochs: float | None = None,
-               learning_rate: float | None = None, seed: int = 0) -> SFTConfig:
+               learning_rate: float | None = None, seed: int = 0, **overrides) -> SFTConfig:
     """SFTConfig for the profile: loss on the completion only, no packing."""
-    return SFTConfig(
-        **common_args(profile, output_dir, num_epochs or profile.sft_epochs,
-                      learning_rate or profile.sft_learning_rate, seed),
-        max_length=profile.max_length,
-        packing=False,
-        completion_only_loss=True,  # the prompt's tokens teach nothing about answering
-    )
+    settings = common_args(profile, output_dir, num_epochs or profile.sft_epochs,
+                           learning_rate or profile.sft_learning_rate, seed)
+    return SFTConfig(**{**settings, **overrides},
+                     max_length=profile.max_length,
+                     packing=False,
+                     completion_only_loss=True)  # the prompt's tokens teach nothing about answering
 
 
 def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
@@ -87,14 +92,14 @@ def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = No
     loss_type = list(loss_type or profile.dpo_loss_type)
     if loss_weights is None and list(profile.dpo_loss_type) == loss_type and profile.dpo_loss_weights:
         loss_weights = list(profile.dpo_loss_weights)
+    settings = common_args(profile, output_dir, num_epochs, learning_rate or profile.dpo_learning_rate, seed)
     return DPOConfig(
-        **common_args(profile, output_dir, num_epochs, learning_rate or profile.dpo_learning_rate, seed),
+        **{**settings, **overrides},
         beta=profile.beta if beta is None else beta,  # how far the policy may drift from the reference
         loss_type=loss_type,
         loss_weights=loss_weights,
         max_length=profile.max_length,
         precompute_ref_log_probs=precompute_ref_log_probs,
-        **overrides,
     )
 
 
@@ -104,17 +109,25 @@ def _quiet(trainer) -> None:
         trainer.remove_callback(callback)
 
 
-def _train(trainer, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest checkpoint-N folder in output_dir, if any."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+def _train(trainer, callbacks: list[TrainerCallback] | None = None, resume: bool = False) -> TrainResult:
     _quiet(trainer)
     for callback in callbacks or []:
         trainer.add_callback(callback)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    output = trainer.train()
+    checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
+    output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     result = TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
-                         steps=output.global_step)
+                         steps=output.global_step, resumed_from=Path(checkpoint).name if checkpoint else None)
     if torch.cuda.is_available():
         result.gpu = gpu_report(result)
         print(" · ".join(f"{k} {v}" for k, v in result.gpu.items()))
@@ -133,12 +146,13 @@ def gpu_report(result: TrainResult) -> dict:
 
 def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, profile: Profile,
               output_dir: str | Path, num_epochs: float | None = None, learning_rate: float | None = None,
-              seed: int = 0, callbacks: list[TrainerCallback] | None = None) -> TrainResult:
+              seed: int = 0, callbacks: list[TrainerCallback] | None = None, checkpoint_every: int | None = None,
+              resume: bool = False) -> TrainResult:
     """Supervised fine-tuning of a new LoRA adapter on conversational prompt–completion examples."""
-    args = sft_config(profile, output_dir, num_epochs, learning_rate, seed)
+    args = sft_config(profile, output_dir, num_epochs, learning_rate, seed, **checkpointing(checkpoint_every))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=None if isinstance(model, PeftModel) else lora_config(profile))
-    return _train(trainer, callbacks)
+    return _train(trainer, callbacks, resume)
 
 
 def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module:
@@ -155,15 +169,16 @@ def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module
 def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
               output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
               learning_rate: float | None = None, seed: int = 0, callbacks: list[TrainerCallback] | None = None,
-              **config_overrides) -> TrainResult:
+              checkpoint_every: int | None = None, resume: bool = False, **config_overrides) -> TrainResult:
     """DPO with a LoRA adapter; the reference is the same network with that adapter switched off."""
-    args = dpo_config(profile, output_dir, beta, num_epochs, learning_rate, seed, **config_overrides)
+    args = dpo_config(profile, output_dir, beta, num_epochs, learning_rate, seed,
+                      **checkpointing(checkpoint_every), **config_overrides)
     # Without a PEFT model or peft_config, DPOTrainer would build its reference by reloading
     # model.config._name_or_path from disk or the hub, which is NOT the model in memory. Never let that happen.
     peft_config = None if isinstance(model, PeftModel) else lora_config(profile)
     trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                          peft_config=peft_config)
-    return _train(trainer, callbacks)
+    return _train(trainer, callbacks, resume)
 
 
 def log_frame(log_history: list[dict]):
