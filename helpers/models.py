@@ -102,7 +102,8 @@ def load_model_and_tokenizer(profile: Profile, adapter_dir: str | Path | None = 
 
 
 def count_parameters(model: torch.nn.Module) -> dict[str, int]:
-    """Total and trainable parameter counts."""
+    """Total, trainable and LoRA-adapter parameter counts."""
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"total": total, "trainable": trainable}
+    lora = sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
+    return {"total": total, "trainable": trainable, "lora_adapter": lora}

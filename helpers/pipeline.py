@@ -274,6 +274,7 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
     """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last."""
     out_dir = _mkdir(Path(out_dir))
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
+    write_json_atomic(out_dir / "config.json", asdict(config))
     metrics = {
         "config": asdict(config),
         "stages": {name: stage.metrics for name, stage in stages.items()},

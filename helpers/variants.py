@@ -34,18 +34,18 @@ class Variant:
 
 
 VARIANTS: dict[str, Variant] = {
-    "dpo+sft (default)": Variant("the project's default: DPO's sigmoid loss plus an SFT term on the chosen answer",
-                                 "dpo", {"loss_type": ["sigmoid", "sft"]}),
+    "default": Variant("the profile's own recipe: its loss_type, loss_weights and beta (tiny: a DPO loss plus a "
+                       "small SFT term on the chosen answer)", "dpo", {}),
     "dpo": Variant("DPO: −log σ(β·margin), the margin being the gap of log-ratios to the reference",
-                   "dpo", {"loss_type": ["sigmoid"]}),
+                   "dpo", {"loss_type": ["sigmoid"], "beta": 0.1}),
     "ipo": Variant("IPO: a squared loss pulling the per-token margin to 1/(2β) instead of to infinity",
-                   "dpo", {"loss_type": ["ipo"]}),
+                   "dpo", {"loss_type": ["ipo"], "beta": 0.1}),
     "hinge": Variant("SLiC's hinge: max(0, 1 − β·margin), no gradient once the margin passes 1/β",
-                     "dpo", {"loss_type": ["hinge"]}),
+                     "dpo", {"loss_type": ["hinge"], "beta": 0.1}),
     "robust": Variant("robust DPO: the sigmoid loss corrected for a share ε of flipped labels (label_smoothing)",
-                      "dpo", {"loss_type": ["robust"], "label_smoothing": 0.1}),
+                      "dpo", {"loss_type": ["robust"], "beta": 0.1, "label_smoothing": 0.1}),
     "sigmoid_norm": Variant("SimPO-style: the sigmoid loss on the per-token (length-normalised) margin",
-                            "dpo", {"loss_type": ["sigmoid_norm"], "beta": 2.0}),
+                            "dpo", {"loss_type": ["sigmoid_norm"], "beta": 1.0}),
     "orpo": Variant("ORPO: SFT loss on chosen − λ·log σ(log-odds ratio chosen/rejected); no reference model",
                     "orpo", {"beta": 0.1}, reference_free=True),
     "kto": Variant("KTO: each answer alone, desirable or undesirable, against a batch estimate of the KL",
@@ -53,11 +53,38 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def variant_table(names: list[str] | None = None) -> pd.DataFrame:
-    """The variants as a table: trainer, settings, reference-free or not, and what the loss does."""
-    rows = {name: {"trainer": v.trainer, "settings": v.settings, "reference_free": v.reference_free,
-                   "description": v.description} for name, v in VARIANTS.items() if names is None or name in names}
+def resolved_settings(name: str, profile: Profile) -> dict:
+    """The settings a variant trains with on this profile: its own, the profile's for the rest."""
+    variant = VARIANTS[name]
+    settings = {"beta": profile.beta if variant.trainer == "dpo" else 0.1,
+                "learning_rate": profile.dpo_learning_rate}
+    if variant.trainer == "dpo":
+        settings["loss_type"] = list(profile.dpo_loss_type)
+        settings["loss_weights"] = list(profile.dpo_loss_weights or []) or None
+        if "loss_type" in variant.settings:
+            settings["loss_weights"] = None  # a pure loss: no SFT term, equal weights
+    return {**settings, **variant.settings}
+
+
+def variant_table(profile: Profile, names: list[str] | None = None) -> pd.DataFrame:
+    """The variants as a table: trainer, reference-free or not, settings on this profile, and what the loss does."""
+    rows = {name: {"trainer": v.trainer, "reference_free": v.reference_free,
+                   "settings": resolved_settings(name, profile), "description": v.description}
+            for name, v in VARIANTS.items() if names is None or name in names}
     return pd.DataFrame(rows).T
+
+
+def fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy that runs its own weights: without TRL's per-instance forward patch, which deepcopy would keep.
+
+    TRL's trainers replace model.forward on the instance by a wrapper around the *original object's* forward, so a
+    deep copy of a model that has been trained once (e.g. the SFT model just trained) would still call the original
+    for generation and evaluation. Dropping the instance attribute restores the class's forward; trainers re-patch.
+    """
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        vars(module).pop("forward", None)
+    return copied
 
 
 def unpair_for_kto(pairs: Dataset) -> Dataset:
@@ -76,7 +103,7 @@ def _args(profile: Profile, output_dir: str | Path, num_epochs: float, seed: int
           overrides: dict) -> dict:
     """common_args for ORPO/KTO, with the variant's beta and learning rate and the caller's overrides."""
     settings = {**settings, **overrides}
-    learning_rate = settings.pop("learning_rate", profile.dpo_learning_rate)
+    learning_rate = settings.pop("learning_rate", profile.dpo_learning_rate)  # the DPO family's, unless set
     return {**common_args(profile, output_dir, num_epochs, learning_rate, seed), "max_length": profile.max_length,
             **settings}
 
@@ -139,7 +166,7 @@ def compare_variants(prepared, pairs: Dataset, names: list[str] | None = None, n
     for name in names or list(VARIANTS):
         set_seed(seed)
         with tempfile.TemporaryDirectory() as scratch:
-            result = train_variant(name, copy.deepcopy(prepared.start_model), prepared.tokenizer, pairs,
+            result = train_variant(name, fresh_copy(prepared.start_model), prepared.tokenizer, pairs,
                                    prepared.profile, scratch, num_epochs, seed)
         stage = measure_stage(result.model, prepared.tokenizer, prepared.inputs, prepared.profile, prepared.judge)
         rows[name] = {**stage.metrics, "train_seconds": result.seconds, "steps": result.steps}
