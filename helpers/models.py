@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -107,3 +108,16 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lora = sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
     return {"total": total, "trainable": trainable, "lora_adapter": lora}
+
+
+def copy_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy that runs its own weights: without TRL's per-instance forward patch, which deepcopy would keep.
+
+    TRL's trainers replace model.forward on the instance by a wrapper around the *original object's* forward, so a
+    deep copy of a model that has been trained once (e.g. the SFT model just trained) would still call the original
+    for generation and evaluation. Dropping the instance attribute restores the class's forward; trainers re-patch.
+    """
+    copied = copy.deepcopy(model)
+    for module in copied.modules():
+        vars(module).pop("forward", None)
+    return copied

@@ -24,7 +24,7 @@ from helpers.evaluation import (generation_metrics, implicit_reward_metrics, jud
                                 support_rate, train_stance_judge)
 from helpers.files import read_json, write_json_atomic
 from helpers.generation import generate_answers
-from helpers.models import load_model, load_tokenizer
+from helpers.models import copy_model, load_model, load_tokenizer
 from helpers.notebook import set_seed
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
 
@@ -372,7 +372,7 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
         check_writable(Path(out_dir))
         write_json_atomic(Path(out_dir) / "config.json", asdict(config))
     beta = config.beta if config.beta is not None else profile.beta
-    model = copy.deepcopy(prepared.start_model) if fresh_copy else prepared.start_model
+    model = copy_model(prepared.start_model) if fresh_copy else prepared.start_model
     timings = dict(prepared.timings)
     clock = time.perf_counter()
     set_seed(config.seed)

@@ -116,7 +116,8 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
-def _train(trainer, callbacks: list[TrainerCallback] | None = None, resume: bool = False) -> TrainResult:
+def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume: bool = False) -> TrainResult:
+    """Train quietly (resuming from the newest checkpoint if asked); the model, log, time and steps come back."""
     _quiet(trainer)
     for callback in callbacks or []:
         trainer.add_callback(callback)
@@ -152,7 +153,7 @@ def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, datase
     args = sft_config(profile, output_dir, num_epochs, learning_rate, seed, **checkpointing(checkpoint_every))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=None if isinstance(model, PeftModel) else lora_config(profile))
-    return _train(trainer, callbacks, resume)
+    return run_trainer(trainer, callbacks, resume)
 
 
 def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module:
@@ -178,7 +179,7 @@ def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs:
     peft_config = None if isinstance(model, PeftModel) else lora_config(profile)
     trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                          peft_config=peft_config)
-    return _train(trainer, callbacks, resume)
+    return run_trainer(trainer, callbacks, resume)
 
 
 def log_frame(log_history: list[dict]):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,9 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from helpers.config import Profile
-from helpers.models import lora_config
+from helpers.models import copy_model, lora_config
 from helpers.notebook import set_seed
-from helpers.training import TrainResult, _train, common_args, train_dpo
+from helpers.training import TrainResult, common_args, run_trainer, train_dpo
 
 COLUMNS = ("support_rate", "generated_support_rate", "mean_answer_chars", "repetition", "train_seconds")
 
@@ -74,19 +73,6 @@ def variant_table(profile: Profile, names: list[str] | None = None) -> pd.DataFr
     return pd.DataFrame(rows).T
 
 
-def fresh_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy that runs its own weights: without TRL's per-instance forward patch, which deepcopy would keep.
-
-    TRL's trainers replace model.forward on the instance by a wrapper around the *original object's* forward, so a
-    deep copy of a model that has been trained once (e.g. the SFT model just trained) would still call the original
-    for generation and evaluation. Dropping the instance attribute restores the class's forward; trainers re-patch.
-    """
-    copied = copy.deepcopy(model)
-    for module in copied.modules():
-        vars(module).pop("forward", None)
-    return copied
-
-
 def unpair_for_kto(pairs: Dataset) -> Dataset:
     """Each pair becomes two rows, chosen (label True) then rejected (label False), the two of a pair adjacent."""
     from trl import unpair_preference_dataset
@@ -117,7 +103,7 @@ def train_orpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs
     args = ORPOConfig(**_args(profile, output_dir, num_epochs, seed, settings or {}, overrides))
     trainer = ORPOTrainer(model=model, args=args, train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
                           processing_class=tokenizer, peft_config=_lora_for(model, profile))
-    return _train(trainer)
+    return run_trainer(trainer)
 
 
 def train_kto(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
@@ -131,7 +117,7 @@ def train_kto(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs:
     trainer = KTOTrainer(model=model, ref_model=None, args=args, processing_class=tokenizer,
                          train_dataset=unpair_for_kto(pairs.select_columns(["prompt", "chosen", "rejected"])),
                          peft_config=_lora_for(model, profile))
-    return _train(trainer)
+    return run_trainer(trainer)
 
 
 def train_variant(name: str, start_model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset,
@@ -166,7 +152,7 @@ def compare_variants(prepared, pairs: Dataset, names: list[str] | None = None, n
     for name in names or list(VARIANTS):
         set_seed(seed)
         with tempfile.TemporaryDirectory() as scratch:
-            result = train_variant(name, fresh_copy(prepared.start_model), prepared.tokenizer, pairs,
+            result = train_variant(name, copy_model(prepared.start_model), prepared.tokenizer, pairs,
                                    prepared.profile, scratch, num_epochs, seed)
         stage = measure_stage(result.model, prepared.tokenizer, prepared.inputs, prepared.profile, prepared.judge)
         rows[name] = {**stage.metrics, "train_seconds": result.seconds, "steps": result.steps}

@@ -16,7 +16,7 @@ from peft import PeftModel
 from helpers import data
 from helpers.evaluation import implicit_reward_metrics, repetition, stance_logps, support_rate
 from helpers.generation import generate_answers, generate_one_by_one
-from helpers.models import load_tokenizer
+from helpers.models import copy_model, load_model, load_tokenizer
 from helpers.pipeline import RunConfig, get_sft_model, run_pipeline
 from helpers.training import prepare_for_dpo, train_dpo
 
@@ -66,6 +66,25 @@ def test_first_dpo_step_is_ln2_and_only_lora_weights_move(sft_model, tiny_profil
     assert base_after.keys() == before.keys()
     for name, tensor in before.items():
         assert torch.equal(base_after[name], tensor), f"base weight {name} changed"
+
+
+def test_copy_of_a_trained_model_runs_its_own_weights(tiny_profile, tmp_path):
+    """A trainer patches forward on the instance; deepcopy keeps that patch (it calls the original's weights)."""
+    model = load_model(tiny_profile, trainable=True)
+    trained = train_dpo(model, load_tokenizer(tiny_profile), _pairs(8), tiny_profile, tmp_path, max_steps=1).model
+    ids = torch.tensor([[5, 6, 7, 8]])
+    outputs = {}
+    for name, copier in (("deepcopy", copy.deepcopy), ("copy_model", copy_model)):
+        copied = copier(trained)
+        with torch.no_grad():
+            for weight in copied.parameters():
+                weight.zero_()
+            outputs[name] = copied(ids).logits
+    with torch.no_grad():
+        original = trained(ids).logits
+    assert torch.equal(outputs["deepcopy"], original)  # the trap this helper exists for
+    assert not torch.equal(outputs["copy_model"], original)
+    assert torch.count_nonzero(outputs["copy_model"]) == 0
 
 
 def test_dpo_refuses_to_build_a_reference_from_disk(sft_model, tiny_profile, tmp_path, monkeypatch):
