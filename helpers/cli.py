@@ -66,7 +66,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from helpers.export import export_run
 
-    report = export_run(Path(args.run), Path(args.out), push_to_hub=args.push_to_hub)
+    report = export_run(Path(args.run), Path(args.out), push_to_hub=args.push_to_hub, overwrite=args.overwrite)
     print(f"merged model in {report['model_dir']}; same greedy answers as the adapter model: "
           f"{report['same_greedy_answers']}")
     return 0 if report["same_greedy_answers"] else 1
@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", required=True, help="a complete run folder")
     export.add_argument("--out", required=True, help="the model folder to write")
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="also upload it (token from HF_TOKEN)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace --out even if it holds something other than an earlier export of this run")
     export.set_defaults(func=_export)
 
     build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")

@@ -39,11 +39,24 @@ def load_run_model(run_dir: Path):
     return model.eval(), load_tokenizer(profile), profile
 
 
-def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, echo=print) -> dict:
+def check_export_dir(out_dir: Path, run_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a folder unless it is empty, an earlier export of this same run, or overwrite is given."""
+    out_dir = Path(out_dir)
+    if overwrite or not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    earlier = out_dir / "export.json"
+    if earlier.exists() and Path(read_json(earlier).get("run", "")).resolve() == Path(run_dir).resolve():
+        return  # the same run exported again: nothing is lost, the run folder remains
+    raise UserError(f"{out_dir} exists and is not an export of {run_dir}; choose another --out or add --overwrite")
+
+
+def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, echo=print,
+               overwrite: bool = False) -> dict:
     """Merge, save, reload with AutoModelForCausalLM and compare greedy answers; returns what was checked."""
     from helpers.data import load_test_prompts
     from helpers.generation import generate_answers
 
+    check_export_dir(out_dir, run_dir, overwrite)
     if push_to_hub:
         check_can_push()  # before minutes of merging, not after
     adapter_model, tokenizer, profile = load_run_model(run_dir)
@@ -68,7 +81,7 @@ def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, ech
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=merged.dtype)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     after = answers(reloaded)
-    report = {"run": str(run_dir), "model_dir": str(out_dir), "profile": profile.name,
+    report = {"run": str(Path(run_dir).resolve()), "model_dir": str(out_dir), "profile": profile.name,
               "same_greedy_answers": before == after, "prompts": len(prompts),
               "files": sorted(p.name for p in out_dir.iterdir())}
     write_json_atomic(out_dir / "export.json", report)

@@ -44,3 +44,35 @@ def generate_one_by_one(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBa
     """The slow loop many tutorials use: one prompt per generate call (for tests and the benchmark)."""
     return [generate_answers(model, tokenizer, [p], system_prompt, max_new_tokens, batch_size=1, progress=False)[0]
             for p in prompts]
+
+
+# A chain-of-thought prompt: the question in a template that asks for reasoning, and the start of the answer given,
+# so the model continues from "Let's think step by step." instead of answering at once.
+COT_TEMPLATE = "Question: {question}\nThink it through step by step, then give your view in one sentence."
+COT_ANSWER_START = "Let's think step by step."
+
+
+def text_pipeline(model_dir: str, device: str | int | None = None):
+    """A transformers text-generation pipeline over a saved model folder (e.g. an export), greedy by default."""
+    from transformers import pipeline
+
+    return pipeline("text-generation", model=str(model_dir), device=device)
+
+
+def pipeline_answers(pipe, questions: list[str], template: str = "{question}", system_prompt: str | None = None,
+                     answer_start: str | None = None, max_new_tokens: int = 128, batch_size: int = 8) -> list[str]:
+    """Answers from a text-generation pipeline: each question put in the template, as a chat; greedy.
+
+    With answer_start, the assistant's turn begins with that text and the model continues it (the returned answer
+    includes it).
+    """
+    conversations = []
+    for question in questions:
+        messages = chat_messages(template.format(question=question), system_prompt)
+        if answer_start:
+            messages.append({"role": "assistant", "content": answer_start})
+        conversations.append(messages)
+    outputs = pipe(conversations, max_new_tokens=max_new_tokens, do_sample=False, return_full_text=False,
+                   continue_final_message=bool(answer_start), batch_size=batch_size)
+    answers = [output[0]["generated_text"].strip() for output in outputs]
+    return [f"{answer_start} {a}" if answer_start else a for a in answers]

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from helpers.errors import UserError
+from helpers.config import load_profile
 from helpers.export import check_can_push, export_run
+from helpers.generation import COT_ANSWER_START, COT_TEMPLATE, pipeline_answers, text_pipeline
 from helpers.pipeline import RunConfig, run_pipeline
 
 
@@ -26,6 +28,24 @@ def test_export_round_trip(small_run, tmp_path):
     assert {"model.safetensors", "config.json", "tokenizer.json", "chat_template.jinja"} <= files
     assert not [f for f in files if f.endswith(".bin")]
     assert json.loads((tmp_path / "model" / "export.json").read_text())["same_greedy_answers"] is True
+
+    # Served by transformers.pipeline, the exported model gives the run's own DPO answers to the test prompts.
+    answers = json.loads((small_run / "answers.json").read_text())
+    profile = load_profile("tiny")
+    served = pipeline_answers(text_pipeline(tmp_path / "model"), [a["prompt"] for a in answers],
+                              system_prompt=profile.system_prompt, max_new_tokens=profile.max_new_tokens)
+    assert served == [a["dpo"] for a in answers]
+    cot = pipeline_answers(text_pipeline(tmp_path / "model"), [answers[0]["prompt"]], template=COT_TEMPLATE,
+                           answer_start=COT_ANSWER_START, max_new_tokens=8)
+    assert cot[0].startswith(COT_ANSWER_START)
+
+    # Exporting the same run again replaces its export; any other non-empty folder is refused unless overwrite.
+    export_run(small_run, tmp_path / "model", echo=lambda _: None)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not an export of"):
+        export_run(small_run, tmp_path / "other", echo=lambda _: None)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
 def test_push_refuses_offline(monkeypatch):
