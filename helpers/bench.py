@@ -3,7 +3,6 @@ and without precomputed reference log-probs, the time of every pipeline stage, a
 
 from __future__ import annotations
 
-import copy
 import resource
 import subprocess
 import sys
@@ -34,7 +33,7 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     from helpers.config import load_profile
     from helpers.evaluation import stance_logps, train_stance_judge
     from helpers.generation import generate_answers, generate_one_by_one
-    from helpers.models import load_model, load_tokenizer
+    from helpers.models import copy_model, load_model, load_tokenizer
     from helpers.pipeline import get_sft_model
     from helpers.training import prepare_for_dpo, train_dpo
 
@@ -58,7 +57,7 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     dpo = {}
     for precompute in (False, True):
         with tempfile.TemporaryDirectory() as scratch:
-            result, seconds = _timed(train_dpo, copy.deepcopy(start_model), tokenizer, pairs, profile, scratch,
+            result, seconds = _timed(train_dpo, copy_model(start_model), tokenizer, pairs, profile, scratch,
                                      num_epochs=1, precompute_ref_log_probs=precompute)
         dpo[precompute] = {"seconds": seconds, "train_seconds": result.seconds,
                            "final_loss": result.final_loss}

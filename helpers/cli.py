@@ -24,12 +24,16 @@ def _data_convert(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from helpers.pipeline import RunConfig, metrics_table, run_pipeline
+    from helpers.runs import RunConfig, check_run_request, metrics_table
 
     config = RunConfig(profile=args.profile, support_ratio=args.support_ratio, data_size=args.data_size,
                        num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
                        spread=args.spread, data=args.data, eval_data=args.eval_data,
                        test_prompts=args.test_prompts, seed=args.seed, model=args.model)
+    if not args.resume:
+        check_run_request(config, Path(args.out), args.overwrite)  # bad input fails here, before the heavy imports
+    from helpers.pipeline import run_pipeline
+
     metrics = run_pipeline(config, Path(args.out), overwrite=args.overwrite, echo=lambda _: None,
                            resume=args.resume)
     if not metrics:  # a non-main process of a data-parallel run: the main one reports
@@ -47,7 +51,7 @@ def _sweep(args: argparse.Namespace) -> int:
     table = run_sweep(args.profile, parse_numbers(args.ratios), Path(args.out), parse_numbers(args.num_epochs),
                       sizes, parse_numbers(args.seeds, int), beta=args.beta, overwrite=args.overwrite)
     plot_sweep(table).savefig(Path(args.out) / "sweep.png", dpi=120)
-    columns = ["support_ratio", "num_epoch", "data_size", "seed", "sft_support_rate", "dpo_support_rate",
+    columns = ["support_ratio", "num_epoch", "data_size", "seed", "reused", "sft_support_rate", "dpo_support_rate",
                "dpo_generated_support_rate", "dpo_repetition", "dpo_seconds"]
     print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
     print(f"results in {args.out}/sweep.json and {args.out}/sweep.png")
@@ -134,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default="0", help="seeds, comma-separated")
     sweep.add_argument("--beta", type=float, default=None)
     sweep.add_argument("--out", required=True)
-    sweep.add_argument("--overwrite", action="store_true", help="replace finished points in --out")
+    sweep.add_argument("--overwrite", action="store_true",
+                       help="retrain points already saved in --out with the same settings (default: reuse them)")
     sweep.set_defaults(func=_sweep)
 
     bench = commands.add_parser("bench", help="generation, DPO and stage timings measured side by side")

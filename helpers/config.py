@@ -6,10 +6,12 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from helpers.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported only when a function needs it: `data check` and bad input stay quick
+    import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ASSETS_DIR = PROJECT_ROOT / "assets"
@@ -173,6 +175,8 @@ class ProfileError(UserError, ValueError):
 
 def has_gpu() -> bool:
     """True when a CUDA device is usable."""
+    import torch
+
     return torch.cuda.is_available()
 
 
@@ -201,6 +205,8 @@ def load_profile(name: str | None = None, check_hardware: bool = True) -> Profil
 
 def pick_dtype(device: str | None = None) -> torch.dtype:
     """Precision that follows the hardware: fp32 on CPU, bf16 on Ampere or newer, fp16 on older GPUs (T4)."""
+    import torch
+
     device = device or ("cuda" if has_gpu() else "cpu")
     if device == "cpu":
         return torch.float32

@@ -24,7 +24,7 @@ def load_run_model(run_dir: Path):
     """The run's DPO model as base weights (+ the SFT adapter folded in) + the DPO adapter, on the CPU, for export."""
     from peft import PeftModel
 
-    from helpers.pipeline import RunConfig, resolve_profile
+    from helpers.runs import RunConfig, resolve_profile
 
     run_dir = Path(run_dir)
     if not (run_dir / "adapter" / "adapter_config.json").exists():

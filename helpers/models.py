@@ -27,7 +27,7 @@ def model_source(profile: Profile) -> str:
     return profile.model_name
 
 
-def _check_reachable(source: str) -> None:
+def check_reachable(source: str) -> None:
     """Fail at once, with one line, for a model that can be neither found locally nor downloaded."""
     if Path(source).exists() or not is_offline():
         return
@@ -68,7 +68,7 @@ def lora_config(profile: Profile):
 def load_tokenizer(profile: Profile) -> PreTrainedTokenizerBase:
     """The profile's tokenizer, padding on the left for generation, with a pad token that is not EOS if possible."""
     source = model_source(profile)
-    _check_reachable(source)
+    check_reachable(source)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=profile.trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -80,7 +80,7 @@ def load_tokenizer(profile: Profile) -> PreTrainedTokenizerBase:
 def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainable: bool = False) -> torch.nn.Module:
     """The profile's causal LM in the precision its hardware wants, with a saved LoRA adapter on top if given."""
     source = model_source(profile)
-    _check_reachable(source)
+    check_reachable(source)
     on_gpu = torch.cuda.is_available()
     kwargs = dict(dtype=pick_dtype(), trust_remote_code=profile.trust_remote_code)
     if profile.load_in_4bit:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 # bitsandbytes prints a CPU-kernel warning on every import of peft/trl; silence it before they load.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
 
-from helpers.config import Profile, load_profile, pick_dtype  # noqa: E402
+from helpers.config import Profile, has_gpu, load_profile, pick_dtype  # noqa: E402
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -52,6 +54,9 @@ def quiet_logs() -> None:
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and GPU)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -67,5 +72,5 @@ def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
     pd.set_option("display.max_colwidth", 160)  # show whole answers in tables
     set_seed(seed)
     chosen = load_profile(profile)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if has_gpu() else "cpu"
     return Session(profile=chosen, device=device, dtype=pick_dtype(device), seed=seed)

@@ -1,5 +1,6 @@
 """The whole flow, base → SFT → DPO → measured, as functions the notebooks call one by one and `run` calls in turn.
-The SFT stage is cached by a hash of its settings, so every notebook, run and sweep trains it once."""
+The SFT stage is cached by a hash of its settings, so every notebook, run and sweep trains it once. Run folders and
+their settings live in helpers.runs; the names the notebooks use are importable from here too."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import platform
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 import torch
 
 from helpers import data
-from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile, load_profile
+from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
 from helpers.errors import UserError
 from helpers.evaluation import (generation_metrics, implicit_reward_metrics, judge_accuracy, stance_logps,
                                 support_rate, train_stance_judge)
@@ -26,64 +27,10 @@ from helpers.files import read_json, write_json_atomic
 from helpers.generation import generate_answers
 from helpers.models import copy_model, load_model, load_tokenizer
 from helpers.notebook import set_seed
+from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # noqa: F401 (also used from here)
+                          check_run_request, check_writable, is_same_run, keep_earlier_run, list_runs, load_inputs,
+                          load_run, make_dir, make_room, metrics_table, replace_dir, resolve_profile)
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
-
-COMPLETE_MARKER = "COMPLETE"  # written last: a run folder without it was interrupted
-
-
-@dataclass
-class RunConfig:
-    """The knobs of one run: the homework's three, DPO's two, the data files and the seed."""
-
-    profile: str = "tiny"
-    support_ratio: float = 1.0  # share of training pairs that prefer the support answer
-    data_size: int | None = None  # how many labelled rows become pairs (None: all of them)
-    num_epoch: float = 3  # DPO epochs
-    beta: float | None = None  # None: the profile's (0.1)
-    learning_rate: float | None = None  # None: the profile's DPO learning rate
-    spread: bool = False  # spread the support-preferred rows evenly instead of taking the first ones
-    data: str | None = None  # labelled rows (homework schema); None: assets/data/labelled_data.json
-    eval_data: str | None = None  # held-out rows for measurement; None: assets/data/eval_data.json
-    test_prompts: str | None = None  # prompts to generate for; None: assets/data/test_prompt.json
-    seed: int = 0
-    model: str | None = None  # a local folder or hub id instead of the profile's model
-
-    def answers_file_name(self, n_rows: int) -> str:
-        """The homework's result file name, epoch-{num_epoch}_size-{data_size}_ratio-{support_ratio}.json."""
-        size = self.data_size or n_rows
-        return f"epoch-{_num(self.num_epoch)}_size-{size}_ratio-{_num(self.support_ratio)}.json"
-
-    def run_name(self, n_rows: int) -> str:
-        """A folder name that says what the run was."""
-        name = f"{self.profile}_" + self.answers_file_name(n_rows).removesuffix(".json")
-        return name + (f"_seed-{self.seed}" if self.seed else "")
-
-
-def _num(value: float) -> str:
-    """1.0 → "1", 0.25 → "0.25": short, stable names."""
-    return f"{value:g}"
-
-
-@dataclass
-class Inputs:
-    """The rows a run reads, loaded and validated once."""
-
-    train_rows: list[dict]
-    eval_rows: list[dict]
-    test_rows: list[dict]
-    files: dict[str, str] = field(default_factory=dict)
-
-
-def load_inputs(config: RunConfig) -> Inputs:
-    """Load and validate the training, held-out and test files named by the config (the bundled ones by default)."""
-    return Inputs(
-        train_rows=data.load_homework(config.data),
-        eval_rows=data.load_eval_rows(config.eval_data),
-        test_rows=data.load_test_prompts(config.test_prompts),
-        files={"data": str(config.data or "bundled"), "eval_data": str(config.eval_data or "bundled"),
-               "test_prompts": str(config.test_prompts or "bundled")},
-    )
-
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
 
@@ -171,11 +118,11 @@ def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retra
         result = train_sft(model, tokenizer, examples, profile, checkpoints, seed=seed,
                            checkpoint_every=profile.checkpoint_steps, resume=not retrain)
         if is_main_process():
-            staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=_mkdir(folder.parent)))
+            staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=make_dir(folder.parent)))
             result.model.save_pretrained(staging, safe_serialization=True)
             write_json_atomic(staging / "log_history.json", {"log_history": result.log_history,
                                                              "seconds": result.seconds})
-            _replace_dir(staging, folder)
+            replace_dir(staging, folder)
             shutil.rmtree(checkpoints, ignore_errors=True)
         wait_for_everyone()
         result.model.eval()
@@ -185,67 +132,7 @@ def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retra
     return model, TrainResult(model=model, log_history=cached["log_history"], seconds=cached["seconds"]), folder
 
 
-def _replace_dir(staging: Path, target: Path) -> None:
-    """Put a fully written folder in place of target."""
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
-
-
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 # --- saved runs ---------------------------------------------------------------------------------------------
-
-
-def check_out_dir(out_dir: Path, config: RunConfig, overwrite: bool) -> None:
-    """Refuse to replace a finished run, or a folder holding a run with other settings, unless overwrite."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir} exists and is not a folder")
-    if overwrite or not out_dir.exists():
-        return
-    if (out_dir / COMPLETE_MARKER).exists():
-        raise UserError(f"{out_dir} already holds a complete run; pass --overwrite to replace it, "
-                        "or choose another --out")
-    saved = out_dir / "config.json"
-    if saved.exists() and read_json(saved) != asdict(config):
-        raise UserError(f"{out_dir} holds an unfinished run with other settings; pass --overwrite or another --out")
-
-
-def check_writable(out_dir: Path) -> None:
-    """Fail before any training if the run folder cannot be created or written."""
-    try:
-        _mkdir(out_dir)
-        probe = out_dir / ".write-test"
-        probe.write_text("ok", encoding="utf-8")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(f"cannot write the run folder {out_dir}: {error.strerror or error}") from None
-
-
-def list_runs(runs_dir: Path = OUTPUTS_DIR / "runs") -> list[str]:
-    """Names of the complete runs saved under runs_dir."""
-    if not Path(runs_dir).exists():
-        return []
-    return sorted(p.name for p in Path(runs_dir).iterdir() if (p / COMPLETE_MARKER).exists())
-
-
-def load_run(name_or_dir: str | Path, runs_dir: Path = OUTPUTS_DIR / "runs") -> dict:
-    """A saved run's metrics.json, answers and training logs, by folder or by name under runs_dir."""
-    folder = Path(name_or_dir)
-    if not folder.is_dir():
-        folder = Path(runs_dir) / str(name_or_dir)
-    if not (folder / COMPLETE_MARKER).exists():
-        known = ", ".join(list_runs(runs_dir)) or "none yet"
-        raise UserError(f"no complete run at {folder}; saved runs: {known}")
-    run = read_json(folder / "metrics.json")
-    run["answers"] = pd.DataFrame(read_json(folder / "answers.json"))
-    run["logs"] = read_json(folder / "logs.json")
-    run["dir"] = str(folder)
-    return run
 
 
 def environment_facts() -> dict:
@@ -272,7 +159,7 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
              timings: dict[str, float] | None = None, sft_dir: Path | None = None,
              resumed_from: str | None = None) -> dict:
     """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last."""
-    out_dir = _mkdir(Path(out_dir))
+    out_dir = make_dir(Path(out_dir))
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
     metrics = {
@@ -295,12 +182,12 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
     if dpo_model is not None and hasattr(dpo_model, "peft_config"):
         staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
         dpo_model.save_pretrained(staging, safe_serialization=True)
-        _replace_dir(staging, out_dir / "adapter")
+        replace_dir(staging, out_dir / "adapter")
     if sft_dir is not None:  # the SFT adapter under the DPO one: export folds both into the base weights
         staging = Path(tempfile.mkdtemp(prefix=".sft_adapter.", dir=out_dir))
         for name in ("adapter_config.json", "adapter_model.safetensors"):
             shutil.copy2(Path(sft_dir) / name, staging / name)
-        _replace_dir(staging, out_dir / "sft_adapter")
+        replace_dir(staging, out_dir / "sft_adapter")
     write_json_atomic(out_dir / "metrics.json", metrics)
     (out_dir / COMPLETE_MARKER).write_text("complete\n", encoding="utf-8")
     return metrics
@@ -323,12 +210,6 @@ class Prepared:
     logs: dict[str, list[dict]]
     timings: dict[str, float]
     sft_dir: Path | None = None  # the SFT adapter folded into start_model (None: no SFT, or kept as an adapter)
-
-
-def resolve_profile(config: RunConfig) -> Profile:
-    """The config's profile, with its model replaced when the config names one."""
-    profile = load_profile(config.profile)
-    return profile.replace(model_name=config.model) if config.model else profile
 
 
 def prepare(config: RunConfig, echo=print) -> Prepared:
@@ -410,42 +291,30 @@ def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo
             raise UserError(f"{out_dir} holds a complete run with other settings; nothing to resume")
         echo(f"{out_dir} is already complete: nothing to resume")
         return read_json(Path(out_dir) / "metrics.json")
-    profile = resolve_profile(config)  # fail fast on a bad profile, data or knob, before loading any model
-    inputs = load_inputs(config)
-    data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size, spread=config.spread,
-                               system_prompt=profile.system_prompt)
-    if is_main_process():
-        check_out_dir(Path(out_dir), config, overwrite)
-        check_writable(Path(out_dir))
+    check_run_request(config, out_dir, overwrite)  # fail fast, before loading any model
     return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo, resume=resume)
-
-
-def keep_earlier_run(out_dir: Path) -> Path | None:
-    """Move a complete run out of the way (to NAME.earlier-N) so a notebook rerun never destroys it; returns where."""
-    out_dir = Path(out_dir)
-    if not (out_dir / COMPLETE_MARKER).exists():
-        return None
-    n = 1
-    while (target := out_dir.with_name(f"{out_dir.name}.earlier-{n}")).exists():
-        n += 1
-    os.replace(out_dir, target)
-    return target
 
 
 def ensure_run(config: RunConfig, runs_dir: Path = OUTPUTS_DIR / "runs", echo=print) -> dict:
     """A saved run with these settings, loaded by name, or made now (reusing the cached SFT stage) if missing."""
     name = config.run_name(len(data.load_homework(config.data)))
     folder = Path(runs_dir) / name
-    if (folder / COMPLETE_MARKER).exists() and read_json(folder / "config.json") == asdict(config):
+    if is_same_run(folder, config):
         return load_run(folder)
     echo(f"no saved run {name!r} with these settings yet: running it now")
-    moved = keep_earlier_run(folder)
-    if moved:
-        echo(f"kept the earlier run with other settings as {moved}")
+    make_room(folder, echo)
     run_pipeline(config, folder, overwrite=True, echo=lambda _: None)
     return load_run(folder)
 
 
-def metrics_table(metrics: dict) -> pd.DataFrame:
-    """metrics.json's stages as a table: one row per stage, one column per measurement."""
-    return pd.DataFrame(metrics["stages"]).T
+def ensure_dpo_run(prepared: Prepared, config: RunConfig, folder: Path, overwrite: bool = False,
+                   echo=print) -> tuple[dict, bool]:
+    """(metrics, reused): the complete run in folder if it has exactly this config, else a new DPO run there.
+
+    The new run starts from a fresh copy of the prepared SFT model, so the same Prepared serves many runs. An earlier
+    run with other settings is moved aside; overwrite=True retrains even an identical run.
+    """
+    if not overwrite and is_same_run(folder, config):
+        return read_json(Path(folder) / "metrics.json"), True
+    make_room(folder, echo)
+    return run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None, fresh_copy=True), False

@@ -9,16 +9,16 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.files import write_json_atomic
-from helpers.pipeline import RunConfig, prepare, run_dpo
+from helpers.pipeline import RunConfig, ensure_dpo_run, prepare
 
 STAGE_COLUMNS = ("support_rate", "generated_support_rate", "pair_accuracy", "mean_margin", "mean_answer_chars",
                  "repetition")
 
 
-def sweep_record(config: RunConfig, metrics: dict) -> dict:
+def sweep_record(config: RunConfig, metrics: dict, reused: bool = False) -> dict:
     """One flat row per point: the knobs, then every stage's measurements as stage_measurement."""
     record = {"support_ratio": config.support_ratio, "num_epoch": config.num_epoch,
-              "data_size": metrics["n_train_pairs"], "seed": config.seed}
+              "data_size": metrics["n_train_pairs"], "seed": config.seed, "reused": reused}
     for stage, values in metrics["stages"].items():
         record.update({f"{stage}_{name}": values[name] for name in STAGE_COLUMNS if name in values})
     record["dpo_seconds"] = metrics["timings"].get("dpo")
@@ -27,20 +27,25 @@ def sweep_record(config: RunConfig, metrics: dict) -> dict:
 
 def run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list[float] = (3,),
               data_sizes: list[int | None] = (None,), seeds: list[int] = (0,), beta: float | None = None,
-              overwrite: bool = False, echo=print) -> pd.DataFrame:
-    """Every combination of the knobs; the SFT stage is trained (or loaded) once per seed and reused by all points."""
+              overwrite: bool = False, runs_dir: Path | None = None, echo=print) -> pd.DataFrame:
+    """Every combination of the knobs; the SFT stage is trained (or loaded) once per seed and reused by all points.
+
+    Each point is a run folder in runs_dir (default out_dir/runs); a point whose folder already holds a complete run
+    with the same settings is reused, not retrained, unless overwrite.
+    """
     out_dir = Path(out_dir)
+    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     records, start = [], time.perf_counter()
     for seed in seeds:
         prepared = prepare(RunConfig(profile=profile, seed=seed), echo=lambda _: None)
         for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios):
             config = RunConfig(profile=profile, support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta,
                                seed=seed)
-            folder = out_dir / "runs" / config.run_name(len(prepared.inputs.train_rows))
-            metrics = run_dpo(prepared, config, folder, overwrite=overwrite, echo=lambda _: None, fresh_copy=True)
-            records.append(sweep_record(config, metrics))
+            folder = runs_dir / config.run_name(len(prepared.inputs.train_rows))
+            metrics, reused = ensure_dpo_run(prepared, config, folder, overwrite=overwrite, echo=echo)
+            records.append(sweep_record(config, metrics, reused))
             echo(f"ratio {ratio:g} epochs {epochs:g} size {records[-1]['data_size']} seed {seed}: "
-                 f"support_rate {records[-1]['dpo_support_rate']:.2f}")
+                 f"support_rate {records[-1]['dpo_support_rate']:.2f}{' (saved run)' if reused else ''}")
     table = pd.DataFrame(records)
     write_json_atomic(out_dir / "sweep.json", {"points": records, "seconds": round(time.perf_counter() - start, 1)})
     return table
@@ -53,11 +58,14 @@ def parse_numbers(text: str, kind: type = float) -> list:
 
 def compare_settings(prepared, out_dir: Path, runs: dict[str, dict],
                      columns: tuple[str, ...] = ("support_rate", "generated_support_rate", "repetition")) -> pd.DataFrame:
-    """Named DPO runs that differ in a knob, all from the same prepared SFT model: one row each, the DPO measurements."""
+    """Named DPO runs that differ in a knob, all from the same prepared SFT model: one row each, the DPO measurements.
+
+    A run already saved in out_dir with the same settings is reused.
+    """
     rows = {}
     for name, settings in runs.items():
         config = RunConfig(profile=prepared.profile.name, **settings)
         folder = Path(out_dir) / config.run_name(len(prepared.inputs.train_rows))
-        metrics = run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None, fresh_copy=True)
+        metrics, _ = ensure_dpo_run(prepared, config, folder, echo=lambda _: None)
         rows[name] = {column: metrics["stages"]["dpo"][column] for column in columns}
     return pd.DataFrame(rows).T

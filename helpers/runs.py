@@ -1,0 +1,184 @@
+"""Run folders: a run's settings (RunConfig), its inputs, and the rules for its folder — checked before any model
+is loaded, never replaced without being asked, an earlier run moved aside rather than deleted. Light to import, so
+`python -m helpers run` rejects bad input in seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from helpers import data
+from helpers.config import OUTPUTS_DIR, Profile, load_profile
+from helpers.errors import UserError
+from helpers.files import read_json
+
+COMPLETE_MARKER = "COMPLETE"  # written last: a run folder without it was interrupted
+
+
+@dataclass
+class RunConfig:
+    """The knobs of one run: the homework's three, DPO's two, the data files and the seed."""
+
+    profile: str = "tiny"
+    support_ratio: float = 1.0  # share of training pairs that prefer the support answer
+    data_size: int | None = None  # how many labelled rows become pairs (None: all of them)
+    num_epoch: float = 3  # DPO epochs
+    beta: float | None = None  # None: the profile's (0.1)
+    learning_rate: float | None = None  # None: the profile's DPO learning rate
+    spread: bool = False  # spread the support-preferred rows evenly instead of taking the first ones
+    data: str | None = None  # labelled rows (homework schema); None: assets/data/labelled_data.json
+    eval_data: str | None = None  # held-out rows for measurement; None: assets/data/eval_data.json
+    test_prompts: str | None = None  # prompts to generate for; None: assets/data/test_prompt.json
+    seed: int = 0
+    model: str | None = None  # a local folder or hub id instead of the profile's model
+
+    def answers_file_name(self, n_rows: int) -> str:
+        """The homework's result file name, epoch-{num_epoch}_size-{data_size}_ratio-{support_ratio}.json."""
+        size = self.data_size or n_rows
+        return f"epoch-{_num(self.num_epoch)}_size-{size}_ratio-{_num(self.support_ratio)}.json"
+
+    def run_name(self, n_rows: int) -> str:
+        """A folder name that says what the run was."""
+        name = f"{self.profile}_" + self.answers_file_name(n_rows).removesuffix(".json")
+        return name + (f"_seed-{self.seed}" if self.seed else "")
+
+
+def _num(value: float) -> str:
+    """1.0 → "1", 0.25 → "0.25": short, stable names."""
+    return f"{value:g}"
+
+
+@dataclass
+class Inputs:
+    """The rows a run reads, loaded and validated once."""
+
+    train_rows: list[dict]
+    eval_rows: list[dict]
+    test_rows: list[dict]
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def load_inputs(config: RunConfig) -> Inputs:
+    """Load and validate the training, held-out and test files named by the config (the bundled ones by default)."""
+    return Inputs(
+        train_rows=data.load_homework(config.data),
+        eval_rows=data.load_eval_rows(config.eval_data),
+        test_rows=data.load_test_prompts(config.test_prompts),
+        files={"data": str(config.data or "bundled"), "eval_data": str(config.eval_data or "bundled"),
+               "test_prompts": str(config.test_prompts or "bundled")},
+    )
+
+
+def resolve_profile(config: RunConfig) -> Profile:
+    """The config's profile, with its model replaced when the config names one."""
+    profile = load_profile(config.profile)
+    return profile.replace(model_name=config.model) if config.model else profile
+
+
+def check_run_request(config: RunConfig, out_dir: Path, overwrite: bool = False) -> Profile:
+    """Everything about a run that can be wrong before any model is loaded: profile, data, knobs, model, folder."""
+    profile = resolve_profile(config)
+    inputs = load_inputs(config)
+    data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size, spread=config.spread,
+                               system_prompt=profile.system_prompt)
+    from helpers.models import check_reachable, model_source  # transformers: only once the cheap checks pass
+
+    check_reachable(model_source(profile))
+    if int(os.environ.get("RANK", "0")) == 0:  # the main process owns the folder
+        check_out_dir(Path(out_dir), config, overwrite)
+        check_writable(Path(out_dir))
+    return profile
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put a fully written folder in place of target."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def make_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_out_dir(out_dir: Path, config: RunConfig, overwrite: bool) -> None:
+    """Refuse to replace a finished run, or a folder holding a run with other settings, unless overwrite."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir} exists and is not a folder")
+    if overwrite or not out_dir.exists():
+        return
+    if (out_dir / COMPLETE_MARKER).exists():
+        raise UserError(f"{out_dir} already holds a complete run; pass --overwrite to replace it, "
+                        "or choose another --out")
+    saved = out_dir / "config.json"
+    if saved.exists() and read_json(saved) != asdict(config):
+        raise UserError(f"{out_dir} holds an unfinished run with other settings; pass --overwrite or another --out")
+
+
+def check_writable(out_dir: Path) -> None:
+    """Fail before any training if the run folder cannot be created or written."""
+    try:
+        make_dir(out_dir)
+        probe = out_dir / ".write-test"
+        probe.write_text("ok", encoding="utf-8")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write the run folder {out_dir}: {error.strerror or error}") from None
+
+
+def list_runs(runs_dir: Path = OUTPUTS_DIR / "runs") -> list[str]:
+    """Names of the complete runs saved under runs_dir."""
+    if not Path(runs_dir).exists():
+        return []
+    return sorted(p.name for p in Path(runs_dir).iterdir() if (p / COMPLETE_MARKER).exists())
+
+
+def load_run(name_or_dir: str | Path, runs_dir: Path = OUTPUTS_DIR / "runs") -> dict:
+    """A saved run's metrics.json, answers and training logs, by folder or by name under runs_dir."""
+    folder = Path(name_or_dir)
+    if not folder.is_dir():
+        folder = Path(runs_dir) / str(name_or_dir)
+    if not (folder / COMPLETE_MARKER).exists():
+        known = ", ".join(list_runs(runs_dir)) or "none yet"
+        raise UserError(f"no complete run at {folder}; saved runs: {known}")
+    run = read_json(folder / "metrics.json")
+    run["answers"] = pd.DataFrame(read_json(folder / "answers.json"))
+    run["logs"] = read_json(folder / "logs.json")
+    run["dir"] = str(folder)
+    return run
+
+
+def keep_earlier_run(out_dir: Path) -> Path | None:
+    """Move a complete run out of the way (to NAME.earlier-N) so a notebook rerun never destroys it; returns where."""
+    out_dir = Path(out_dir)
+    if not (out_dir / COMPLETE_MARKER).exists():
+        return None
+    n = 1
+    while (target := out_dir.with_name(f"{out_dir.name}.earlier-{n}")).exists():
+        n += 1
+    os.replace(out_dir, target)
+    return target
+
+
+def is_same_run(folder: Path, config: RunConfig) -> bool:
+    """True if folder holds a complete run made with exactly this config."""
+    folder = Path(folder)
+    return (folder / COMPLETE_MARKER).exists() and read_json(folder / "config.json") == asdict(config)
+
+
+def make_room(folder: Path, echo=print) -> None:
+    """Move a complete run with other settings out of the way (never delete it)."""
+    moved = keep_earlier_run(folder)
+    if moved:
+        echo(f"kept the earlier run with other settings as {moved}")
+
+
+def metrics_table(metrics: dict) -> pd.DataFrame:
+    """metrics.json's stages as a table: one row per stage, one column per measurement."""
+    return pd.DataFrame(metrics["stages"]).T
