@@ -30,6 +30,9 @@ def load_run_model(run_dir: Path):
     if not (run_dir / "adapter" / "adapter_config.json").exists():
         raise UserError(f"{run_dir} has no saved adapter; export needs a complete run folder from `run` or notebook 04")
     profile = resolve_profile(RunConfig(**read_json(run_dir / "config.json")))
+    if profile.run_sft and not profile.load_in_4bit and not (run_dir / "sft_adapter").exists():
+        raise UserError(f"{run_dir} has no sft_adapter/: its DPO adapter was trained on the SFT model, so without the "
+                        "SFT adapter the export would be a different model; save the run with save_run(..., sft_dir=...)")
     dtype = torch.float16 if profile.load_in_4bit else torch.float32  # see FOUR_BIT_NOTE
     model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype,
                                                  trust_remote_code=profile.trust_remote_code)

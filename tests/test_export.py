@@ -68,3 +68,15 @@ def test_export_with_push_offline_writes_nothing(small_run, tmp_path, monkeypatc
     with pytest.raises(UserError):
         export_run(small_run, tmp_path / "model", push_to_hub="someone/model", echo=lambda _: None)
     assert not (tmp_path / "model").exists()
+
+
+def test_export_refuses_a_run_without_its_sft_adapter(small_run, tmp_path):
+    """The DPO adapter sits on the SFT model: exporting it onto the bare base model would be a different model."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    shutil.rmtree(run / "sft_adapter")
+    with pytest.raises(UserError, match="no sft_adapter"):
+        export_run(run, tmp_path / "model", echo=lambda _: None)
+    assert not (tmp_path / "model").exists()
