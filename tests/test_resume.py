@@ -31,8 +31,10 @@ def _final_loss(out: Path) -> float:
 
 @pytest.mark.slow
 def test_sigkill_during_dpo_then_resume_matches_an_uninterrupted_run(tmp_path):
-    whole = tmp_path / "whole"
-    assert _run(whole).returncode == 0
+    from helpers.pipeline import RunConfig, run_pipeline
+
+    whole = tmp_path / "whole"  # uninterrupted, in this process (the same code as the command's)
+    run_pipeline(RunConfig(support_ratio=1.0, data_size=48, num_epoch=2), whole, echo=lambda _: None)
     sft_adapters = sorted(CACHE_DIR.glob("sft-tiny-*/adapter_model.safetensors"))
     sft_mtimes = [p.stat().st_mtime_ns for p in sft_adapters]
 
