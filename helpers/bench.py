@@ -25,6 +25,31 @@ def peak_rss_mb() -> float:
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
+def _time_run_command(profile_name: str) -> dict[str, dict]:
+    """`python -m helpers run` end to end in a fresh interpreter: first with an empty SFT cache, then with it filled.
+
+    The tiny model is copied into the temporary cache, so its build is not counted (it is timed as tiny_build).
+    """
+    import os
+    import shutil
+
+    from helpers.files import read_json
+    from helpers.tiny_model import tiny_model_path
+
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = Path(scratch) / "cache"
+        shutil.copytree(tiny_model_path(), cache / tiny_model_path().name)
+        env = dict(os.environ, DPO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+        for name in ("sft_not_cached", "sft_cached"):
+            out = Path(scratch) / name
+            command = [sys.executable, "-m", "helpers", "run", "--profile", profile_name, "--support-ratio", "1",
+                       "--out", str(out)]
+            _, seconds = _timed(subprocess.run, command, check=True, env=env, capture_output=True)
+            results[name] = {"seconds": seconds, "timings": read_json(out / "metrics.json")["timings"]}
+    return results
+
+
 def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print) -> dict:
     """Measure, write out_dir/bench.json, and return it."""
     stages: dict[str, float] = {}
@@ -38,6 +63,11 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     from helpers.training import prepare_for_dpo, train_dpo
 
     profile = load_profile(profile_name)
+    if profile.name == "tiny":
+        from helpers.tiny_model import build_tiny_model
+
+        with tempfile.TemporaryDirectory() as scratch:
+            _, stages["tiny_build"] = _timed(build_tiny_model, Path(scratch) / "tiny")
     (tokenizer, model), stages["model_load"] = _timed(lambda: (load_tokenizer(profile), load_model(profile)))
     rows, eval_rows = data.load_homework(), data.load_eval_rows()
     prompts = ([r["prompt"] for r in data.load_test_prompts()] + [r["prompt"] for r in eval_rows])[:n_prompts]
@@ -64,6 +94,9 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     stages["dpo_1_epoch"] = dpo[False]["seconds"]
     stages["dpo_1_epoch_precomputed"] = dpo[True]["seconds"]
 
+    runs = _time_run_command(profile.name) if profile.name == "tiny" else {}
+    stages.update({f"run_command_{k}": v["seconds"] for k, v in runs.items()})
+
     report = {
         "profile": profile.name,
         "prompts": len(prompts),
@@ -75,6 +108,7 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
             "same_final_loss": abs(dpo[False]["final_loss"] - dpo[True]["final_loss"]) < 1e-5,
         },
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+        "run_command_stage_seconds": {k: v["timings"] for k, v in runs.items()},
         "peak_rss_mb": peak_rss_mb(),
     }
     write_json_atomic(Path(out_dir) / "bench.json", report)
