@@ -44,13 +44,27 @@ def encode_prompt_completion(tokenizer: PreTrainedTokenizerBase, messages: list[
     return prompt_ids, completion_ids
 
 
+def token_texts(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> list[str]:
+    """Each token's text. A byte-level token can hold part of a character (a Chinese character is 3 bytes): it shows
+    as "" and the character appears with the token that completes it, instead of as "\ufffd"."""
+    texts, shown = [], ""
+    for end in range(1, len(ids) + 1):
+        text = tokenizer.decode(ids[:end])
+        if text.endswith("\ufffd") or not text.startswith(shown):
+            texts.append("" if text.endswith("\ufffd") else tokenizer.decode(ids[end - 1:end]))
+            continue
+        texts.append(text[len(shown):])
+        shown = text
+    return texts
+
+
 def token_table(tokenizer: PreTrainedTokenizerBase, messages: list[dict], answer: str) -> pd.DataFrame:
     """One row per token: its id, its text, and whether it is prompt (no loss) or completion (trained on)."""
     prompt_ids, completion_ids = encode_prompt_completion(tokenizer, messages, answer)
     rows = [(i, "prompt") for i in prompt_ids] + [(i, "completion") for i in completion_ids]
     return pd.DataFrame({
         "token_id": [i for i, _ in rows],
-        "text": [tokenizer.decode([i]) for i, _ in rows],
+        "text": token_texts(tokenizer, [i for i, _ in rows]),
         "part": [part for _, part in rows],
         "special": [i in tokenizer.all_special_ids for i, _ in rows],
     })

@@ -528,3 +528,14 @@ def test_pairs_table_shows_one_line_per_pair():
     assert list(implicit.columns) == ["chosen", "rejected"] and implicit.iloc[0].tolist() == ["yes", "no"]
     hh = data.pairs_table(data.load_preference_file(SAMPLES_DIR / "hh-rlhf.jsonl"), width=200)
     assert hh.loc[1, "prompt"] == "[3 turns] Something longer, please."
+
+
+def test_token_texts_show_whole_characters(tokenizer):
+    from helpers.templates import token_texts
+
+    text = "真人版 is live action"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert any("\ufffd" in tokenizer.decode([i]) for i in ids), "the sample should split a character over tokens"
+    texts = token_texts(tokenizer, ids)
+    assert len(texts) == len(ids) and "".join(texts) == text
+    assert not any("\ufffd" in t for t in texts)
