@@ -53,10 +53,17 @@ COT_ANSWER_START = "Let's think step by step."
 
 
 def text_pipeline(model_dir: str, device: str | int | None = None):
-    """A transformers text-generation pipeline over a saved model folder (e.g. an export), greedy by default."""
+    """A transformers text-generation pipeline over a saved model folder (e.g. an export): on the GPU in the saved
+    precision when there is one, else on the CPU in float32."""
     from transformers import pipeline
 
-    return pipeline("text-generation", model=str(model_dir), device=device)
+    from helpers.config import has_gpu
+
+    if device is None:
+        device = 0 if has_gpu() else "cpu"
+    on_gpu = str(device) not in ("cpu", "-1")
+    return pipeline("text-generation", model=str(model_dir), device=device,
+                    dtype="auto" if on_gpu else torch.float32)
 
 
 def pipeline_answers(pipe, questions: list[str], template: str = "{question}", system_prompt: str | None = None,
