@@ -137,16 +137,11 @@ def hand_metrics(model: torch.nn.Module, batch: dict[str, torch.Tensor], beta: f
 def make_dpo_trainer(model: torch.nn.Module, tokenizer, pairs, profile: Profile, beta: float | None = None,
                      seed: int = 0, loss_type: tuple[str, ...] = ("sigmoid",),
                      output_dir: str | Path = OUTPUTS_DIR / "scratch" / "dpo-from-scratch"):
-    """A DPOTrainer set up like train_dpo's (new LoRA adapter, reference = adapter off), by default pure sigmoid DPO."""
-    from peft import PeftModel
-    from trl import DPOTrainer
+    """train_dpo's DPOTrainer (new LoRA adapter, reference = adapter off), by default pure sigmoid DPO."""
+    from helpers.training import dpo_trainer
 
-    from helpers.models import lora_config
-    from helpers.training import dpo_config
-
-    args = dpo_config(profile, output_dir, beta, seed=seed, loss_type=list(loss_type))  # tiny's default adds "sft"
-    peft_config = None if isinstance(model, PeftModel) else lora_config(profile)
-    return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer, peft_config=peft_config)
+    return dpo_trainer(model, tokenizer, pairs, profile, output_dir, beta, seed=seed,
+                       loss_type=list(loss_type))  # the tiny profile's own loss adds an "sft" term
 
 
 def first_batch(trainer) -> dict[str, torch.Tensor]:

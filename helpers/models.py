@@ -65,6 +65,14 @@ def lora_config(profile: Profile):
     )
 
 
+def adapter_config(model: torch.nn.Module, profile: Profile):
+    """The LoRA config for a new adapter, or None when the model already carries one (a 4-bit model keeps its SFT
+    adapter): what a TRL trainer's peft_config should be, so it never reloads the model as its own reference."""
+    from peft import PeftModel
+
+    return None if isinstance(model, PeftModel) else lora_config(profile)
+
+
 def load_tokenizer(profile: Profile) -> PreTrainedTokenizerBase:
     """The profile's tokenizer, padding on the left for generation, with a pad token that is not EOS if possible."""
     source = model_source(profile)

@@ -28,16 +28,12 @@ from helpers.generation import generate_answers
 from helpers.models import copy_model, load_model, load_tokenizer
 from helpers.notebook import set_seed
 from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # noqa: F401 (also used from here)
-                          check_run_request, check_writable, is_same_run, keep_earlier_run, list_runs, load_inputs,
-                          load_run, make_dir, make_room, metrics_table, replace_dir, resolve_profile)
+                          check_run_request, check_writable, is_main_process, is_same_run, keep_earlier_run,
+                          list_runs, load_inputs, load_run, make_dir, make_room, metrics_table, replace_dir,
+                          resolve_profile)
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
-
-
-def is_main_process() -> bool:
-    """True in a single process, and in rank 0 of a data-parallel run: the one that measures, writes and prints."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def wait_for_everyone() -> None:

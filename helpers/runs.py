@@ -79,6 +79,11 @@ def resolve_profile(config: RunConfig) -> Profile:
     return profile.replace(model_name=config.model) if config.model else profile
 
 
+def is_main_process() -> bool:
+    """True in a single process, and in rank 0 of a data-parallel run: the one that measures, writes and prints."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def check_run_request(config: RunConfig, out_dir: Path, overwrite: bool = False) -> Profile:
     """Everything about a run that can be wrong before any model is loaded: profile, data, knobs, model, folder."""
     profile = resolve_profile(config)
@@ -88,7 +93,7 @@ def check_run_request(config: RunConfig, out_dir: Path, overwrite: bool = False)
     from helpers.models import check_reachable, model_source  # transformers: only once the cheap checks pass
 
     check_reachable(model_source(profile))
-    if int(os.environ.get("RANK", "0")) == 0:  # the main process owns the folder
+    if is_main_process():  # the main process owns the folder
         check_out_dir(Path(out_dir), config, overwrite)
         check_writable(Path(out_dir))
     return profile

@@ -14,7 +14,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile
-from helpers.models import lora_config
+from helpers.models import adapter_config
 
 
 @dataclass
@@ -152,7 +152,7 @@ def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, datase
     """Supervised fine-tuning of a new LoRA adapter on conversational prompt–completion examples."""
     args = sft_config(profile, output_dir, num_epochs, learning_rate, seed, **checkpointing(checkpoint_every))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=None if isinstance(model, PeftModel) else lora_config(profile))
+                         peft_config=adapter_config(model, profile))
     return run_trainer(trainer, callbacks, resume)
 
 
@@ -167,18 +167,26 @@ def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module
     return model
 
 
-def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
-              output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
-              learning_rate: float | None = None, seed: int = 0, callbacks: list[TrainerCallback] | None = None,
-              checkpoint_every: int | None = None, resume: bool = False, **config_overrides) -> TrainResult:
-    """DPO with a LoRA adapter; the reference is the same network with that adapter switched off."""
+def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
+                output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
+                learning_rate: float | None = None, seed: int = 0, checkpoint_every: int | None = None,
+                **config_overrides) -> DPOTrainer:
+    """A DPOTrainer with a LoRA adapter; the reference is the same network with that adapter switched off."""
     args = dpo_config(profile, output_dir, beta, num_epochs, learning_rate, seed,
                       **checkpointing(checkpoint_every), **config_overrides)
     # Without a PEFT model or peft_config, DPOTrainer would build its reference by reloading
     # model.config._name_or_path from disk or the hub, which is NOT the model in memory. Never let that happen.
-    peft_config = None if isinstance(model, PeftModel) else lora_config(profile)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
-                         peft_config=peft_config)
+    return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
+                      peft_config=adapter_config(model, profile))
+
+
+def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
+              output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
+              learning_rate: float | None = None, seed: int = 0, callbacks: list[TrainerCallback] | None = None,
+              checkpoint_every: int | None = None, resume: bool = False, **config_overrides) -> TrainResult:
+    """DPO with a LoRA adapter (see dpo_trainer), quietly, resuming from a checkpoint if asked."""
+    trainer = dpo_trainer(model, tokenizer, pairs, profile, output_dir, beta, num_epochs, learning_rate, seed,
+                          checkpoint_every, **config_overrides)
     return run_trainer(trainer, callbacks, resume)
 
 

@@ -11,11 +11,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from datasets import Dataset
-from peft import PeftModel
 from transformers import PreTrainedTokenizerBase
 
 from helpers.config import Profile
-from helpers.models import copy_model, lora_config
+from helpers.models import adapter_config, copy_model
 from helpers.notebook import set_seed
 from helpers.training import TrainResult, common_args, run_trainer, train_dpo
 
@@ -80,11 +79,6 @@ def unpair_for_kto(pairs: Dataset) -> Dataset:
     return unpair_preference_dataset(pairs, batch_size=1)  # batch_size=1 keeps a pair's two rows next to each other
 
 
-def _lora_for(model: torch.nn.Module, profile: Profile):
-    """A new LoRA adapter unless the model already carries one (a 4-bit model keeps its SFT adapter)."""
-    return None if isinstance(model, PeftModel) else lora_config(profile)
-
-
 def _args(profile: Profile, output_dir: str | Path, num_epochs: float, seed: int, settings: dict,
           overrides: dict) -> dict:
     """common_args for ORPO/KTO, with the variant's beta and learning rate and the caller's overrides."""
@@ -102,7 +96,7 @@ def train_orpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs
 
     args = ORPOConfig(**_args(profile, output_dir, num_epochs, seed, settings or {}, overrides))
     trainer = ORPOTrainer(model=model, args=args, train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]),
-                          processing_class=tokenizer, peft_config=_lora_for(model, profile))
+                          processing_class=tokenizer, peft_config=adapter_config(model, profile))
     return run_trainer(trainer)
 
 
@@ -116,7 +110,7 @@ def train_kto(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs:
     # As for DPO: without a PEFT model or peft_config, KTOTrainer would reload config._name_or_path as reference.
     trainer = KTOTrainer(model=model, ref_model=None, args=args, processing_class=tokenizer,
                          train_dataset=unpair_for_kto(pairs.select_columns(["prompt", "chosen", "rejected"])),
-                         peft_config=_lora_for(model, profile))
+                         peft_config=adapter_config(model, profile))
     return run_trainer(trainer)
 
 
