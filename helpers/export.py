@@ -4,7 +4,6 @@ chat template), check its greedy answers equal the adapter model's, and optional
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from helpers.errors import UserError
 from helpers.files import read_json, write_json_atomic
 from helpers.models import is_offline, load_tokenizer, model_source
+from helpers.runs import replace_dir
 
 FOUR_BIT_NOTE = ("4-bit weights cannot take a merged adapter without rounding it away, so the base model is loaded "
                  "again in 16 bit on the CPU: about 2 bytes per parameter of RAM (~15 GB for a 7B model) and a few "
@@ -78,9 +78,7 @@ def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, ech
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     merged.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)  # includes chat_template.jinja
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
+    replace_dir(staging, out_dir)
     reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=merged.dtype)
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     after = answers(reloaded)
