@@ -293,6 +293,11 @@ def load_eval_rows(path: Where = None) -> list[dict]:
     return _load_homework_file(path, "eval_data.json", HOMEWORK_FIELDS)
 
 
+def load_probe_rows(path: Where = None) -> list[dict]:
+    """Held-out rows on neighbouring topics, the labelled schema plus `topic` (default DATA_DIR/probe_data.json)."""
+    return _load_homework_file(path, "probe_data.json", (*HOMEWORK_FIELDS, "topic"))
+
+
 def clone_homework_data(dest: Path, url: str = HOMEWORK_DATA_URL, timeout: float = 60) -> Path:
     """Shallow-clone the homework's public dataset repository into dest (kept if already there); return dest."""
     dest = Path(dest)

@@ -209,6 +209,7 @@ def test_dataset_to_json_output_is_read_as_json_lines(tmp_path):
     (data.load_homework, "labelled_data.json", {"id", "prompt", "support", "oppose"}),
     (data.load_eval_rows, "eval_data.json", {"id", "prompt", "support", "oppose"}),
     (data.load_test_prompts, "test_prompt.json", {"id", "prompt"}),
+    (data.load_probe_rows, "probe_data.json", {"id", "prompt", "support", "oppose", "topic"}),
 ])
 def test_bundled_homework_files_load(loader, name, fields):
     if not (DATA_DIR / name).exists():
@@ -353,6 +354,15 @@ def test_test_prompts_errors(tmp_path):
     path = write(tmp_path / "test.json", [{"id": 1, "prompt": "a"}, {"id": 2, "prompt": 3}])
     with pytest.raises(DataError, match=f"^{at(path)}: id 2: field 'prompt': is a number"):
         data.load_test_prompts(path)
+
+
+@pytest.mark.parametrize("topic, problem", [(..., "is missing"), ("  ", "is empty"), (3, "is a number")])
+def test_probe_rows_need_a_topic(tmp_path, topic, problem):
+    rows = [{**row, "topic": "remakes"} for row in homework_rows()]
+    path = write(tmp_path / "probe.json", _break(rows, 1, topic=topic))
+    assert len(data.load_probe_rows(write(tmp_path / "good.json", rows))) == 3
+    with pytest.raises(DataError, match=f"^{at(path)}: id 2: field 'topic': {problem}"):
+        data.load_probe_rows(path)
 
 
 def test_missing_default_file_says_how_to_get_it(tmp_path, monkeypatch):
