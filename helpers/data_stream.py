@@ -147,19 +147,25 @@ class DataReport:
 
     def lines(self) -> list[str]:
         """The report, as the command line prints it."""
-        unit = "conversations" if self.format in SFT_FORMATS else "pairs"
-        done = f"wrote {self.pairs:,} {unit} to {self.out}" if self.out else f"{self.pairs:,} valid {unit}"
+        unit = "conversation" if self.format in SFT_FORMATS else "pair"
+        done = f"wrote {_count(self.pairs, unit)} to {self.out}" if self.out else f"{_count(self.pairs, 'valid ' + unit)}"
         speed = f"{self.rows:,} rows in {self.seconds:.1f} s, {self.rows_per_second:,.0f} rows/s"
         lines = [f"{self.file}: format {self.format}, {done} ({speed})"]
         if self.duplicated:
-            lines.append(f"{self.duplicated:,} duplicated {unit} (the same as an earlier one): {self.repeated:,} "
-                         f"distinct {unit} appear more than once, one of them {self.most_repeats:,} times")
+            lines.append(f"{_count(self.duplicated, 'duplicated ' + unit)} (equal to an earlier one): "
+                         f"{_count(self.repeated, 'distinct ' + unit)} more than once, the most repeated "
+                         f"{self.most_repeats:,} times")
         else:
-            lines.append(f"no duplicated {unit}")
+            lines.append(f"no duplicated {unit}s")
         if self.skipped is not None:
             listed = f"; all listed in {self.skipped_file}" if self.skipped_file and self.skipped else ""
             lines.append(self.skipped.summary() + listed)
         return lines
+
+
+def _count(n: int, word: str) -> str:
+    """3 → "3 pairs", 1 → "1 pair"."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _report(path: str | Path, name: str, progress: _Progress, duplicates: _Duplicates,
