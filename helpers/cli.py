@@ -60,10 +60,11 @@ def _skipped_inputs(config: RunConfig) -> Skipped | None:
     """With skip_bad_rows: the run's input files read once, their skipped rows reported (None without the flag)."""
     if not config.skip_bad_rows:
         return None
-    from helpers.runs import load_inputs
+    from helpers.runs import is_main_process, load_inputs
 
     skipped = load_inputs(config).skipped
-    print(f"{skipped.summary()}; listed in the run folder's skipped_rows.jsonl" if skipped else skipped.summary())
+    if is_main_process():  # a data-parallel run reports once
+        print(f"{skipped.summary()}; listed in the run folder's skipped_rows.jsonl" if skipped else skipped.summary())
     return skipped
 
 
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "input stays standard)")
     convert.add_argument("path")
     convert.add_argument("--format", default="auto")
-    convert.add_argument("--out", required=True, help="OUT.jsonl, OUT.parquet, or OUT/ (a datasets save_to_disk folder)")
+    convert.add_argument("--out", required=True, help="OUT.jsonl, OUT.parquet, or OUT/ (a save_to_disk folder)")
     convert.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP + "; listed in skipped_rows.jsonl "
                                                                                    "beside --out")
     convert.set_defaults(func=_data_convert)

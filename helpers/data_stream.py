@@ -83,7 +83,8 @@ class _Duplicates:
         self.counts: Counter[int] = Counter()
 
     def add(self, example: dict) -> None:
-        self.counts[hash(tuple(_hashable(example.get(key)) for key in ("prompt", "chosen", "rejected", "messages")))] += 1
+        key = tuple(_hashable(example.get(name)) for name in ("prompt", "chosen", "rejected", "messages"))
+        self.counts[hash(key)] += 1
 
 
 def _hashable(value: Any, _role_content=itemgetter("role", "content")) -> Any:
@@ -148,7 +149,7 @@ class DataReport:
     def lines(self) -> list[str]:
         """The report, as the command line prints it."""
         unit = "conversation" if self.format in SFT_FORMATS else "pair"
-        done = f"wrote {_count(self.pairs, unit)} to {self.out}" if self.out else f"{_count(self.pairs, 'valid ' + unit)}"
+        done = f"wrote {_count(self.pairs, unit)} to {self.out}" if self.out else _count(self.pairs, "valid " + unit)
         speed = f"{self.rows:,} rows in {self.seconds:.1f} s, {self.rows_per_second:,.0f} rows/s"
         lines = [f"{self.file}: format {self.format}, {done} ({speed})"]
         if self.duplicated:

@@ -94,7 +94,8 @@ def _valid_homework_rows(located: Iterator[Located], file: Path, fields: tuple[s
 # ---------------------------------------------------------------- the homework's files
 
 
-def _load_homework_file(path: Where, default: str, fields: tuple[str, ...], skipped: Skipped | None = None) -> list[dict]:
+def _load_homework_file(path: Where, default: str, fields: tuple[str, ...],
+                        skipped: Skipped | None = None) -> list[dict]:
     """Read and validate one of the homework's JSON files (with skipped: leave bad rows out, recorded there)."""
     path = Path(path) if path is not None else DATA_DIR / default
     if not path.exists():

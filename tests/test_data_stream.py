@@ -259,7 +259,7 @@ turns = st.lists(st.tuples(st.sampled_from(["user", "assistant"]), st.sampled_fr
 def is_well_formed(prompt: list[dict], text_rules: bool) -> bool:
     """The oracle: user first, user and assistant taking turns, ending with the user; no empty (or glued) text."""
     roles = [m["role"] for m in prompt]
-    if not roles or roles != ["user", "assistant"] * (len(roles) // 2) + ["user"] * (len(roles) % 2) or roles[-1] != "user":
+    if not roles or roles[-1] != "user" or roles != ["user", "assistant"] * (len(roles) // 2) + ["user"]:
         return False
     return all(m["content"].strip() and not (text_rules and m["content"] in GLUED) for m in prompt)
 
