@@ -1,25 +1,32 @@
-"""The command line: `python -m helpers data check|convert`, `run`, `build-tiny`."""
+"""The command line: `python -m helpers data check|convert`, `run`, `sweep`, `bench`, `bench-data`, `export`,
+`build-tiny`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from helpers.data_rows import Skipped
+    from helpers.runs import RunConfig
 
 
 def _data_check(args: argparse.Namespace) -> int:
     from helpers import data
 
-    fmt, count = data.check_file(Path(args.path), args.format)
-    print(f"{args.path}: format {fmt}, {count} valid pairs")
+    report = data.check_file(Path(args.path), args.format, skip_bad_rows=args.skip_bad_rows, progress=True)
+    print("\n".join(report.lines()))
     return 0
 
 
 def _data_convert(args: argparse.Namespace) -> int:
     from helpers import data
 
-    fmt, count = data.convert_file(Path(args.path), args.format, Path(args.out))
-    print(f"{args.path}: format {fmt}, wrote {count} pairs to {args.out}")
+    report = data.convert_file(Path(args.path), args.format, args.out, skip_bad_rows=args.skip_bad_rows,
+                               progress=True)
+    print("\n".join(report.lines()))
     return 0
 
 
@@ -29,7 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(profile=args.profile, support_ratio=args.support_ratio, data_size=args.data_size,
                        num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
                        spread=args.spread, data=args.data, eval_data=args.eval_data,
-                       test_prompts=args.test_prompts, seed=args.seed, model=args.model)
+                       test_prompts=args.test_prompts, seed=args.seed, model=args.model,
+                       skip_bad_rows=args.skip_bad_rows)
+    skipped = _skipped_inputs(config)
     if not args.resume:
         check_run_request(config, Path(args.out), args.overwrite)  # bad input fails here, before the heavy imports
     from helpers.pipeline import run_pipeline
@@ -38,9 +47,25 @@ def _run(args: argparse.Namespace) -> int:
                            resume=args.resume)
     if not metrics:  # a non-main process of a data-parallel run: the main one reports
         return 0
+    if skipped is not None:
+        from helpers.files import write_jsonl_atomic
+
+        write_jsonl_atomic(Path(args.out) / "skipped_rows.jsonl", skipped.rows)
     print(metrics_table(metrics).round(3).to_string())
     print(f"total {metrics['timings']['total']:.1f} s; results in {args.out}")
     return 0
+
+
+def _skipped_inputs(config: RunConfig) -> Skipped | None:
+    """With skip_bad_rows: the run's input files read once, their skipped rows reported (None without the flag)."""
+    if not config.skip_bad_rows:
+        return None
+    from helpers.runs import is_main_process, load_inputs
+
+    skipped = load_inputs(config).skipped
+    if is_main_process():  # a data-parallel run reports once
+        print(f"{skipped.summary()}; listed in the run folder's skipped_rows.jsonl" if skipped else skipped.summary())
+    return skipped
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -64,6 +89,15 @@ def _bench(args: argparse.Namespace) -> int:
     report = run_bench(args.profile, Path(args.out), n_prompts=args.prompts)
     print(bench_table(report).to_string())
     print(f"written to {args.out}/bench.json")
+    return 0
+
+
+def _bench_data(args: argparse.Namespace) -> int:
+    from helpers.data_bench import data_bench_table, run_data_bench
+
+    report = run_data_bench(Path(args.out), rows=args.rows, file=Path(args.file) if args.file else None)
+    print(data_bench_table(report).to_string())
+    print(f"written to {args.out}/bench_data.json")
     return 0
 
 
@@ -95,6 +129,9 @@ def _ratio(text: str) -> float:
     return value
 
 
+SKIP_HELP = "leave invalid rows out and report them, instead of refusing the file"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """All subcommands and their options."""
     parser = argparse.ArgumentParser(prog="python -m helpers", description=__doc__)
@@ -105,11 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_commands.add_parser("check", help="detect the format and count the valid pairs")
     check.add_argument("path")
     check.add_argument("--format", default="auto", help="a format name, or auto to detect it from the fields")
+    check.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
     check.set_defaults(func=_data_check)
-    convert = data_commands.add_parser("convert", help="write TRL conversational preference JSONL")
+    convert = data_commands.add_parser("convert", help="write TRL preference records (conversational; trl-standard "
+                                                       "input stays standard)")
     convert.add_argument("path")
     convert.add_argument("--format", default="auto")
-    convert.add_argument("--out", required=True)
+    convert.add_argument("--out", required=True, help="OUT.jsonl, OUT.parquet, or OUT/ (a save_to_disk folder)")
+    convert.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP + "; listed in skipped_rows.jsonl "
+                                                                                   "beside --out")
     convert.set_defaults(func=_data_convert)
 
     run = commands.add_parser("run", help="base -> SFT -> DPO, each stage measured; writes DIR/metrics.json")
@@ -128,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="the run folder to write")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoint")
+    run.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP + " of the data files; listed in "
+                                                                               "DIR/skipped_rows.jsonl")
     run.set_defaults(func=_run)
 
     sweep = commands.add_parser("sweep", help="one DPO run per knob setting, SFT trained once; sweep.json + sweep.png")
@@ -147,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--prompts", type=int, default=24, help="prompts for the generation comparison (24)")
     bench.add_argument("--out", required=True)
     bench.set_defaults(func=_bench)
+
+    bench_data = commands.add_parser("bench-data", help="data check and convert, streamed vs whole-file: rows/s and "
+                                                        "peak memory, each in its own process")
+    bench_data.add_argument("--rows", type=int, default=100_000, help="rows of the generated hh-rlhf-style file")
+    bench_data.add_argument("--file", default=None, help="bench this file instead of a generated one")
+    bench_data.add_argument("--out", required=True)
+    bench_data.set_defaults(func=_bench_data)
 
     export = commands.add_parser("export", help="merge a run's LoRA adapter into a standalone model")
     export.add_argument("--run", required=True, help="a complete run folder")

@@ -38,6 +38,7 @@ def quiet_logs() -> None:
     """Keep notebook output to what teaches: no progress-bar noise from saving, no repeated library warnings."""
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel without ipywidgets
     import datasets
     import transformers
 

@@ -35,6 +35,7 @@ class RunConfig:
     test_prompts: str | None = None  # prompts to generate for; None: assets/data/test_prompt.json
     seed: int = 0
     model: str | None = None  # a local folder or hub id instead of the profile's model
+    skip_bad_rows: bool = False  # leave invalid rows of the data files out (listed in skipped_rows.jsonl), not refuse
 
     def answers_file_name(self, n_rows: int) -> str:
         """The homework's result file name, epoch-{num_epoch}_size-{data_size}_ratio-{support_ratio}.json."""
@@ -60,16 +61,20 @@ class Inputs:
     eval_rows: list[dict]
     test_rows: list[dict]
     files: dict[str, str] = field(default_factory=dict)
+    skipped: data.Skipped | None = None  # the rows left out, with skip_bad_rows
 
 
 def load_inputs(config: RunConfig) -> Inputs:
-    """Load and validate the training, held-out and test files named by the config (the bundled ones by default)."""
+    """Load and validate the training, held-out and test files named by the config (the bundled ones by default);
+    with skip_bad_rows, their bad rows are left out and recorded in Inputs.skipped."""
+    skipped = data.Skipped() if config.skip_bad_rows else None
     return Inputs(
-        train_rows=data.load_homework(config.data),
-        eval_rows=data.load_eval_rows(config.eval_data),
-        test_rows=data.load_test_prompts(config.test_prompts),
+        train_rows=data.load_homework(config.data, skipped=skipped),
+        eval_rows=data.load_eval_rows(config.eval_data, skipped=skipped),
+        test_rows=data.load_test_prompts(config.test_prompts, skipped=skipped),
         files={"data": str(config.data or "bundled"), "eval_data": str(config.eval_data or "bundled"),
                "test_prompts": str(config.test_prompts or "bundled")},
+        skipped=skipped,
     )
 
 
@@ -122,7 +127,7 @@ def check_out_dir(out_dir: Path, config: RunConfig, overwrite: bool) -> None:
         raise UserError(f"{out_dir} already holds a complete run; pass --overwrite to replace it, "
                         "or choose another --out")
     saved = out_dir / "config.json"
-    if saved.exists() and read_json(saved) != asdict(config):
+    if saved.exists() and not same_settings(read_json(saved), config):
         raise UserError(f"{out_dir} holds an unfinished run with other settings; pass --overwrite or another --out")
 
 
@@ -171,10 +176,15 @@ def keep_earlier_run(out_dir: Path) -> Path | None:
     return target
 
 
+def same_settings(saved: dict, config: RunConfig) -> bool:
+    """True if a saved config.json holds this config; a setting added since it was saved counts as its default."""
+    return {**asdict(RunConfig()), **saved} == asdict(config)
+
+
 def is_same_run(folder: Path, config: RunConfig) -> bool:
     """True if folder holds a complete run made with exactly this config."""
     folder = Path(folder)
-    return (folder / COMPLETE_MARKER).exists() and read_json(folder / "config.json") == asdict(config)
+    return (folder / COMPLETE_MARKER).exists() and same_settings(read_json(folder / "config.json"), config)
 
 
 def make_room(folder: Path, echo=print) -> None:

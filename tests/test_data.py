@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import data
+from helpers import data, homework_data
 from helpers.config import DATA_DIR, SAMPLES_DIR
 from helpers.errors import DataError, UserError
 
@@ -79,8 +79,8 @@ def test_every_format_has_a_sample():
 def test_detect_and_check_each_sample(name):
     fmt, count = SAMPLES[name]
     assert data.detect_format(data.read_records(SAMPLES_DIR / name)) == fmt
-    assert data.check_file(SAMPLES_DIR / name) == (fmt, count)
-    assert data.check_file(SAMPLES_DIR / name, fmt) == (fmt, count)
+    for report in (data.check_file(SAMPLES_DIR / name), data.check_file(SAMPLES_DIR / name, fmt)):
+        assert (report.format, report.pairs, report.skipped, report.duplicated) == (fmt, count, None, 0)
 
 
 EXPECTED_ROWS = {  # file → (row index, the exact record the converter gives)
@@ -182,7 +182,8 @@ def test_loading_the_wrong_kind_is_refused():
 @pytest.mark.parametrize("name", ["homework.json", "trl-standard.jsonl", "sft-llama2.jsonl"])
 def test_convert_round_trip_keeps_chinese(name, tmp_path):
     out = tmp_path / "out.jsonl"
-    fmt, count = data.convert_file(SAMPLES_DIR / name, "auto", out)
+    report = data.convert_file(SAMPLES_DIR / name, "auto", out)
+    fmt, count = report.format, report.pairs
     assert (fmt, count) == SAMPLES[name]
     text = out.read_text(encoding="utf-8")
     assert len(text.splitlines()) == count and "\\u" not in text
@@ -247,7 +248,7 @@ def test_clone_timeout_is_a_user_error(tmp_path, monkeypatch):
         assert kwargs["timeout"] == 60 and kwargs["env"]["GIT_TERMINAL_PROMPT"] == "0"
         raise subprocess.TimeoutExpired(args[0], kwargs["timeout"])
 
-    monkeypatch.setattr(data.subprocess, "run", too_slow)
+    monkeypatch.setattr(homework_data.subprocess, "run", too_slow)
     with pytest.raises(UserError, match="no answer within 60 s.*local copy"):
         data.clone_homework_data(tmp_path / "hw")
 
@@ -366,7 +367,7 @@ def test_probe_rows_need_a_topic(tmp_path, topic, problem):
 
 
 def test_missing_default_file_says_how_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    monkeypatch.setattr(homework_data, "DATA_DIR", tmp_path)
     with pytest.raises(DataError, match="file not found; clone the homework data"):
         data.load_homework()
 
@@ -390,7 +391,10 @@ SAMPLE_OF = {fmt: name for name, (fmt, _) in SAMPLES.items()}
     ({**CONV, "chosen": CONV["rejected"]}, "trl-conversational", "chosen", "identical"),
     ({**CONV, "prompt": [assistant("hi")]}, "trl-conversational", "prompt", "must end with a user message"),
     ({**CONV, "chosen": "yes"}, "trl-conversational", "chosen", "is text; expected a list of messages"),
-    ({"chosen": [user("a")], "rejected": [user("b")]}, "trl-conversational-implicit", "chosen", "shares no prompt"),
+    ({"chosen": [user("a"), assistant("x")], "rejected": [user("b"), assistant("y")]}, "trl-conversational-implicit",
+     "chosen", "shares no prompt"),
+    ({"chosen": [user("a")], "rejected": [user("b")]}, "trl-conversational-implicit", "chosen",
+     "must end with an assistant message"),
     ({"prompt": "p", "chosen": "a", "rejected": 1}, "trl-standard", "rejected", "is a number"),
     ({"prompt": "p", "chosen": "a"}, "trl-standard", "rejected", "is missing"),
     ({"chosen": "a", "rejected": "a"}, "trl-standard-implicit", "chosen", "identical"),

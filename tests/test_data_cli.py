@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,12 @@ def test_bad_input_in_a_subprocess(tmp_path):
 @pytest.mark.parametrize("sample", sorted(p.name for p in SAMPLES_DIR.glob("*.json*")))
 def test_check_every_sample(sample, capsys):
     assert cli.main(["data", "check", str(SAMPLES_DIR / sample)]) == 0
-    fmt, count = data.check_file(SAMPLES_DIR / sample)
-    assert capsys.readouterr().out == f"{SAMPLES_DIR / sample}: format {fmt}, {count} valid pairs\n"
+    report = data.check_file(SAMPLES_DIR / sample)
+    unit = "conversations" if report.format.startswith("sft") else "pairs"
+    first, *rest = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(rf"{re.escape(str(SAMPLES_DIR / sample))}: format {report.format}, {report.pairs} valid {unit} "
+                        rf"\({report.rows} rows in [\d.]+ s, [\d,]+ rows/s\)", first)
+    assert rest == [f"no duplicated {unit}"]
 
 
 @pytest.mark.parametrize("name, content, problem", [
@@ -87,5 +92,5 @@ def test_convert_with_a_named_format(tmp_path, capsys):
     out = tmp_path / "deep" / "ranked.jsonl"
     source = str(SAMPLES_DIR / "ranked.jsonl")
     assert cli.main(["data", "convert", source, "--format", "ranked", "--out", str(out)]) == 0
-    assert capsys.readouterr().out.endswith(f"format ranked, wrote 9 pairs to {out}\n")
+    assert f"format ranked, wrote 9 pairs to {out} (2 rows in " in capsys.readouterr().out
     assert len(data.load_preference_file(Path(out))) == 9

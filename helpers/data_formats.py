@@ -1,0 +1,336 @@
+"""One converter per public format, from one record to TRL's preference records (FORMATS), and detect_format.
+
+Formats, detected from the fields of the first record (detect_format). All become TRL's conversational preference
+format {"prompt": [messages], "chosen": [one assistant message], "rejected": [one assistant message]}, except the
+two trl-standard formats, which stay standard text: their prompt may already be chat-templated text, and turning it
+into messages would template it twice.
+  homework            id, prompt, support, oppose (lang optional)     support preferred
+  orca                system, question, chosen, rejected              Intel/orca_dpo_pairs
+  stack-exchange      qid, question, response_j, response_k           lvwerra/stack-exchange-paired (j preferred)
+  cvalues             prompt, pos_resp, neg_resp (pos_type, neg_type) CValues-Comparison (pos preferred)
+  multi-turn          messages with chosen_value/rejected_value turns  the last assistant turn is the pair
+  hh-rlhf             chosen, rejected as "\\n\\nHuman: …\\n\\nAssistant: …" transcripts (Anthropic/hh-rlhf)
+  ranked              prompt, responses (best first)                  pairs "all" (i < j) or "adjacent"
+  trl-standard        prompt, chosen, rejected (text)                 passed through, standard
+  trl-standard-implicit       chosen, rejected (text)                 passed through, standard
+  trl-conversational          prompt, chosen, rejected (messages)     passed through
+  trl-conversational-implicit chosen, rejected (messages)             shared prefix split off as the prompt
+SFT conversations (load_sft_file), as {"messages": [...]}:
+  sft-messages        messages with role/content
+  sft-llama2          text "<s>[INST] … [/INST] … </s>" (mlabonne/guanaco-llama2-1k), <<SYS>> and several turns
+Multi-turn formats must alternate user and assistant turns: two turns of one speaker in a row are refused with the
+row and field (see helpers/data_rows.py for why they are not merged).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+import re
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any
+
+from helpers.data_rows import (ROLES, Located, Skipped, Where, _as_text, _check_conversation, _check_pair, _kind,
+                               _messages, _msg, _prompt, _row_name, _text, _distinct, check_turns)
+from helpers.errors import DataError, UserError
+from helpers.homework_data import HOMEWORK_FIELDS, _check_homework_row, _check_id
+
+# ---------------------------------------------------------------- one record of each public format
+
+
+def _homework_rows(record: dict) -> list[dict]:
+    """homework: support preferred (support_ratio is make_preference_pairs' business)."""
+    _check_id(record)
+    _distinct(record, "support", "oppose")
+    return [{"prompt": _prompt(_text(record, "prompt")), "chosen": [_msg("assistant", record["support"])],
+             "rejected": [_msg("assistant", record["oppose"])], "id": record["id"], "preferred": "support"}]
+
+
+def _orca_rows(record: dict) -> list[dict]:
+    """orca: a system message only when `system` is non-empty."""
+    system = record.get("system")
+    if system is not None and not isinstance(system, str):
+        raise DataError(f"is {_kind(system)}; expected text", field="system")
+    _distinct(record, "chosen", "rejected")
+    return [{"prompt": _prompt(_text(record, "question"), system if system and system.strip() else None),
+             "chosen": [_msg("assistant", record["chosen"])], "rejected": [_msg("assistant", record["rejected"])]}]
+
+
+def _stack_exchange_rows(record: dict) -> list[dict]:
+    """stack-exchange: response_j is preferred over response_k."""
+    _distinct(record, "response_j", "response_k")
+    prompt = "Question: " + _text(record, "question") + "\n\nAnswer: "
+    return [{"prompt": [_msg("user", prompt)], "chosen": [_msg("assistant", record["response_j"])],
+             "rejected": [_msg("assistant", record["response_k"])]}]
+
+
+def _cvalues_rows(record: dict) -> list[dict]:
+    """cvalues: pos_resp is preferred over neg_resp."""
+    _distinct(record, "pos_resp", "neg_resp")
+    return [{"prompt": [_msg("user", _text(record, "prompt"))], "chosen": [_msg("assistant", record["pos_resp"])],
+             "rejected": [_msg("assistant", record["neg_resp"])]}]
+
+
+def _score(turn: dict, field: str, name: str) -> float | None:
+    """An optional numeric score of a multi-turn assistant turn."""
+    value = turn.get(field)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+        raise DataError(f"is {_kind(value)}; expected a number", field=f"{name}.{field}")
+    return value
+
+
+def _multi_turn_rows(record: dict) -> list[dict]:
+    """multi-turn: the last assistant turn is the pair (swapped when chosen_score < rejected_score); earlier
+    assistant turns enter the prompt with their chosen_value (or value). The turns must alternate."""
+    turns = record.get("messages")
+    if not isinstance(turns, list) or len(turns) < 2:
+        found = f"has {len(turns)} turns" if isinstance(turns, list) else f"is {_kind(turns)}"
+        raise DataError(f"{found}; expected a list of at least 2 turns", field="messages")
+    history = []
+    for index, turn in enumerate(turns):
+        name = f"messages[{index}]"
+        if not isinstance(turn, dict) or turn.get("role") not in ROLES:
+            raise DataError(f"expected a turn with a role among {', '.join(ROLES)}", field=name)
+        if index == len(turns) - 1:
+            break
+        key = "chosen_value" if turn["role"] == "assistant" and "chosen_value" in turn else "value"
+        history.append(_msg(turn["role"], _text(turn, key, f"{name}.{key}")))
+    last, name = turns[-1], f"messages[{len(turns) - 1}]"
+    if last["role"] != "assistant":
+        raise DataError("the last turn must be the assistant's, with chosen_value and rejected_value", field=name)
+    chosen = _text(last, "chosen_value", f"{name}.chosen_value")
+    rejected = _text(last, "rejected_value", f"{name}.rejected_value")
+    check_turns(history + [_msg("assistant", chosen)], "messages", "conversation")
+    chosen_score, rejected_score = _score(last, "chosen_score", name), _score(last, "rejected_score", name)
+    if chosen_score is not None and rejected_score is not None and chosen_score < rejected_score:
+        chosen, rejected = rejected, chosen
+    return [{"prompt": history, "chosen": [_msg("assistant", chosen)], "rejected": [_msg("assistant", rejected)]}]
+
+
+_HH_MARK = re.compile(r"\n\n(Human|Assistant):")
+_HH_GLUED = re.compile(r"(?:^|\s)(Human|Assistant):")  # a speaker's mark without the blank line before it
+
+
+def _hh_said(said: str, number: int, who: str, field: str) -> str:
+    """One turn's text, stripped: refused when empty or when another speaker's mark is glued into it."""
+    said = said.strip()
+    if not said:
+        raise DataError(f"turn {number} ({who}) is empty", field=field)
+    glued = ("Human:" in said or "Assistant:" in said) and _HH_GLUED.search(said)
+    if glued:
+        raise DataError(f"turn {number} ({who}) holds a '{glued.group(1)}:' without the blank line before it; "
+                        "two turns are glued into one", field=field)
+    return said
+
+
+def _hh_turns(text: str, field: str) -> list[dict]:
+    """The turns of an hh-rlhf transcript "\n\nHuman: … \n\nAssistant: …": Human first, taking turns, none
+    empty, no speaker glued into another's turn, the Assistant's answer last."""
+    parts = _HH_MARK.split("\n\n" + text.lstrip("\n"))
+    if parts[0].strip() or len(parts) < 5:
+        raise DataError('does not parse as "\\n\\nHuman: … \\n\\nAssistant: …" turns', field=field)
+    speakers = parts[1::2]
+    turns = []
+    for number, (who, said) in enumerate(zip(speakers, parts[2::2]), start=1):
+        said = _hh_said(said, number, who, field)
+        if number == 1 and who != "Human":
+            raise DataError("turn 1 is the Assistant's; a transcript starts with the Human's", field=field)
+        if number > 1 and who == speakers[number - 2]:
+            raise DataError(f"turns {number - 1} and {number} are both the {who}'s; Human and Assistant must "
+                            "take turns", field=field)
+        turns.append({"role": "user" if who == "Human" else "assistant", "content": said})
+    if speakers[-1] != "Assistant":
+        raise DataError(f"ends with turn {len(speakers)}, the Human's; expected the Assistant's answer last",
+                        field=field)
+    return turns
+
+
+def _split_shared_prefix(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
+    """(prompt, chosen, rejected): the turns both conversations share, then the one answer where each differs."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    if n == len(chosen) or n == len(rejected):
+        raise DataError("is identical to 'rejected', or a prefix of it; no answer to prefer", field="chosen")
+    if n == 0 or chosen[n - 1]["role"] != "user":
+        raise DataError("shares no prompt ending in a user turn with 'rejected'", field="chosen")
+    for key, turns in (("chosen", chosen), ("rejected", rejected)):
+        if len(turns) - n != 1:
+            raise DataError(f"goes on for {len(turns) - n} turns after the prompt it shares with the other side; "
+                            "only the last answer may differ", field=key)
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _hh_rlhf_rows(record: dict) -> list[dict]:
+    """hh-rlhf: the shared turns are the prompt, the differing last assistant turns are chosen and rejected."""
+    chosen_text, rejected_text = _text(record, "chosen"), _text(record, "rejected")
+    chosen = _hh_turns(chosen_text, "chosen")
+    cut = chosen_text.rfind("\n\nAssistant:")
+    tail = _HH_MARK.split(rejected_text[cut:]) if cut > 0 and rejected_text.startswith(chosen_text[:cut]) else []
+    if len(tail) == 3 and tail[:2] == ["", "Assistant"]:  # the usual case: the same text up to the last answer
+        answer = _hh_said(tail[2], len(chosen), "Assistant", "rejected")
+        if answer == chosen[-1]["content"]:
+            raise DataError("is identical to 'rejected', or a prefix of it; no answer to prefer", field="chosen")
+        return [{"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": [{"role": "assistant", "content": answer}]}]
+    prompt, chosen, rejected = _split_shared_prefix(chosen, _hh_turns(rejected_text, "rejected"))
+    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected}]
+
+
+def _ranked_rows(record: dict, pairs: str = "all") -> list[dict]:
+    """ranked: responses best first; every (better, worse) pair, or only neighbours."""
+    if pairs not in ("all", "adjacent"):
+        raise UserError(f"pairs must be 'all' or 'adjacent', not {pairs!r}")
+    prompt = [_msg("user", _text(record, "prompt"))]
+    responses = record.get("responses")
+    if not isinstance(responses, list) or len(responses) < 2:
+        found = f"has {len(responses)} responses" if isinstance(responses, list) else f"is {_kind(responses)}"
+        raise DataError(f"{found}; expected a list of at least 2, best first", field="responses")
+    texts = [_as_text(value, f"responses[{i}]") for i, value in enumerate(responses)]
+    for j, text in enumerate(texts):
+        if text.strip() in [earlier.strip() for earlier in texts[:j]]:
+            raise DataError("repeats an earlier response; the pair would teach nothing", field=f"responses[{j}]")
+    n = len(texts)
+    indices = itertools.combinations(range(n), 2) if pairs == "all" else [(i, i + 1) for i in range(n - 1)]
+    return [{"prompt": prompt, "chosen": [_msg("assistant", texts[i])], "rejected": [_msg("assistant", texts[j])]}
+            for i, j in indices]
+
+
+def _trl_rows(record: dict, explicit: bool) -> list[dict]:
+    """trl-*: passed through as they are (only prompt/chosen/rejected kept); _check_pair validates them."""
+    keys = ("prompt", "chosen", "rejected") if explicit else ("chosen", "rejected")
+    for key in keys:
+        if key not in record:
+            raise DataError("is missing", field=key)
+    return [{key: record[key] for key in keys}]
+
+
+def _trl_conversational_implicit_rows(record: dict) -> list[dict]:
+    """trl-conversational-implicit: the messages both sides share become the explicit prompt."""
+    chosen, rejected = _messages(record.get("chosen"), "chosen"), _messages(record.get("rejected"), "rejected")
+    check_turns(chosen, "chosen", "conversation")
+    check_turns(rejected, "rejected", "conversation")
+    prompt, chosen, rejected = _split_shared_prefix(chosen, rejected)
+    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected}]
+
+
+# ---------------------------------------------------------------- SFT conversations
+
+_INST = re.compile(r"\[INST\](.*?)\[/INST\](.*?)(?=\[INST\]|\Z)", re.DOTALL)
+_SYS = re.compile(r"\s*<<SYS>>(.*?)<</SYS>>", re.DOTALL)
+
+
+def _sft_messages_rows(record: dict) -> list[dict]:
+    """sft-messages: role/content messages with at least one assistant answer."""
+    messages = _messages(record.get("messages"), "messages")
+    if not any(message["role"] == "assistant" for message in messages):
+        raise DataError("has no assistant message to learn from", field="messages")
+    return [{"messages": messages}]
+
+
+def _sft_llama2_rows(record: dict) -> list[dict]:
+    """sft-llama2: "<s>[INST] <<SYS>>…<</SYS>> user [/INST] answer </s><s>[INST] …" → messages."""
+    text = _text(record, "text")
+    turns = list(_INST.finditer(text))
+    starts_ok = bool(turns) and re.fullmatch(r"\s*(<s>)?\s*", text[:turns[0].start()])
+    if not starts_ok or any(a.end() != b.start() for a, b in itertools.pairwise(turns)):
+        raise DataError('does not parse as "<s>[INST] … [/INST] … </s>" turns', field="text")
+    messages = []
+    for number, turn in enumerate(turns, start=1):
+        user, answer = turn.group(1), re.sub(r"(\s*</?s>)+\s*$", "", turn.group(2)).strip()
+        system = _SYS.match(user) if number == 1 else None
+        if system:
+            messages.append(_msg("system", system.group(1).strip()))
+            user = user[system.end():]
+        if not user.strip() or not answer:
+            raise DataError(f"turn {number} has an empty {'question' if not user.strip() else 'answer'}", field="text")
+        messages += [_msg("user", user.strip()), _msg("assistant", answer)]
+    return [{"messages": _messages(messages, "text")}]
+
+
+FORMATS: dict[str, Callable[..., list[dict]]] = {  # format → its converter of one record
+    "homework": _homework_rows,
+    "orca": _orca_rows,
+    "stack-exchange": _stack_exchange_rows,
+    "cvalues": _cvalues_rows,
+    "multi-turn": _multi_turn_rows,
+    "hh-rlhf": _hh_rlhf_rows,
+    "ranked": _ranked_rows,
+    "trl-standard": partial(_trl_rows, explicit=True),
+    "trl-standard-implicit": partial(_trl_rows, explicit=False),
+    "trl-conversational": partial(_trl_rows, explicit=True),
+    "trl-conversational-implicit": _trl_conversational_implicit_rows,
+}
+SFT_FORMATS: dict[str, Callable[[dict], list[dict]]] = {"sft-messages": _sft_messages_rows,
+                                                       "sft-llama2": _sft_llama2_rows}
+STANDARD_FORMATS = ("trl-standard", "trl-standard-implicit")  # kept as text: never templated twice
+PASSED_THROUGH = (*STANDARD_FORMATS, "trl-conversational")  # records kept as given; the others build their messages
+
+# ---------------------------------------------------------------- converting rows, detecting formats
+
+
+def convert_rows(located: Iterable[Located], name: str, file: Where = None, skipped: Skipped | None = None,
+                 **options: Any) -> Iterator[dict]:
+    """Each record converted by the format's converter and checked, in order. A bad row raises its DataError
+    (named by file, row and field), or with skipped is recorded there and left out."""
+    if name in SFT_FORMATS:
+        row_fn, check = SFT_FORMATS[name], _check_conversation
+    else:
+        row_fn = partial(FORMATS[name], **options)
+        check = partial(_check_pair, conversational=name not in STANDARD_FORMATS, built=name not in PASSED_THROUGH)
+    ids: dict[Any, str] | None = {} if name == "homework" else None  # homework ids are unique across rows
+    for place, record in located:
+        try:
+            if isinstance(record, DataError):
+                raise record
+            if not isinstance(record, dict):
+                raise DataError(f"is {_kind(record)}; expected an object")
+            if ids is not None:
+                _check_homework_row(record, place, ids, file, HOMEWORK_FIELDS)
+            examples = [check(example) for example in row_fn(record)]
+        except DataError as error:
+            if error.file is None or error.row is None:  # name the file and the row
+                error = DataError(error.problem, error.file or file, error.row or _row_name(record, place),
+                                  error.field)
+            if skipped is None:
+                raise error from None
+            skipped.add(place, error)
+            continue
+        yield from examples
+
+
+def check_options(name: str, options: dict) -> None:
+    """Refuse converter options the format does not take (only ranked takes pairs=)."""
+    unknown = set(options) - ({"pairs"} if name == "ranked" else set())
+    if unknown:
+        raise UserError(f"format {name} takes no option {', '.join(sorted(unknown))} (only ranked takes pairs=)")
+
+
+def detect_format(records: list[dict], file: Where = None) -> str:
+    """The format whose fields the first record has (rules in the module docstring)."""
+    if not records:
+        raise DataError("no rows", file)
+    first = records[0] if isinstance(records[0], dict) else {}
+    keys = set(first)
+    if "messages" in keys:
+        turns = first["messages"] if isinstance(first["messages"], list) else []
+        return "multi-turn" if any(isinstance(t, dict) and "chosen_value" in t for t in turns) else "sft-messages"
+    if "text" in keys and not keys & {"prompt", "chosen", "rejected"}:
+        return "sft-llama2"
+    for name, needed in (("homework", HOMEWORK_FIELDS), ("stack-exchange", ("question", "response_j", "response_k")),
+                         ("orca", ("question", "chosen", "rejected")), ("cvalues", ("prompt", "pos_resp", "neg_resp")),
+                         ("ranked", ("prompt", "responses"))):
+        if keys >= set(needed):
+            return name
+    if keys >= {"chosen", "rejected"}:
+        conversational = isinstance(first["chosen"], list)
+        if "prompt" in keys:
+            return "trl-conversational" if conversational else "trl-standard"
+        if conversational:
+            return "trl-conversational-implicit"
+        if isinstance(first["chosen"], str) and first["chosen"].lstrip().startswith("Human:"):
+            return "hh-rlhf"
+        return "trl-standard-implicit"
+    known = ", ".join([*FORMATS, *SFT_FORMATS])
+    raise DataError(f"unknown format: the first record has fields {sorted(keys)}, which match none of the known "
+                    f"formats ({known}); see helpers/data_formats.py for their fields", file)
