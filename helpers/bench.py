@@ -126,3 +126,69 @@ def bench_table(report: dict):
     rows["DPO: same final loss"] = report["dpo_precompute"]["same_final_loss"]
     rows["peak resident memory (MB)"] = report["peak_rss_mb"]
     return pd.Series(rows, name="value").to_frame()
+
+
+def _step_timer():
+    """A Trainer callback that keeps the wall time of every optimizer step."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._start)
+
+    return StepTimer()
+
+
+def dpo_step_seconds(profile, tokenizer, rows: list[dict], steps: int = 4, threads: int | None = None,
+                     **overrides) -> float:
+    """Median seconds per DPO step (the first, warm-up step left out) from a fresh base model, `steps` + 1 steps."""
+    import statistics
+
+    import torch
+
+    from helpers import data
+    from helpers.models import load_model
+    from helpers.training import train_dpo
+
+    pairs = data.make_preference_pairs(rows[:profile.batch_size * profile.grad_accum * (steps + 1)], 1.0,
+                                       system_prompt=profile.system_prompt)
+    before = torch.get_num_threads()
+    timer = _step_timer()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with tempfile.TemporaryDirectory() as scratch:
+            train_dpo(load_model(profile, trainable=True), tokenizer, pairs, profile, scratch, num_epochs=1,
+                      callbacks=[timer], **overrides)
+    finally:
+        torch.set_num_threads(before)
+    return statistics.median(timer.times[1:])
+
+
+def dpo_speed_options(profile, tokenizer, rows: list[dict], steps: int = 4) -> dict[str, dict]:
+    """Seconds per DPO step with the profile's settings, then with one thing changed at a time, side by side; ratio is
+    the alternative's seconds over the profile's (above 1: the profile's choice is faster)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    alternatives = {
+        "precomputed reference log-probs (its pre-pass not counted)": dict(precompute_ref_log_probs=True),
+        "the template's default system prompt (vs the profile's)": dict(profile=profile.replace(system_prompt=None)),
+        "LoRA on all linear layers (vs the profile's targets)": dict(profile=profile.replace(
+            lora_target_modules="all-linear")),
+        f"{2 if threads == 1 else 1} torch threads (vs {threads})": dict(threads=2 if threads == 1 else 1),
+    }
+    chosen = dpo_step_seconds(profile, tokenizer, rows, steps)
+    report = {"profile's settings": {"seconds_per_step": round(chosen, 2), "ratio": 1.0}}
+    for name, change in alternatives.items():
+        variant = dict(change)
+        seconds = dpo_step_seconds(variant.pop("profile", profile), tokenizer, rows, steps, **variant)
+        report[name] = {"seconds_per_step": round(seconds, 2), "ratio": round(seconds / chosen, 2)}
+    return report

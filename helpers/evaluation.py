@@ -4,36 +4,33 @@ implicit reward against the reference, a small stance judge for generated answer
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
 from transformers import PreTrainedTokenizerBase
 
-from helpers.templates import chat_messages, encode_prompt_completion
+from helpers.judge import StanceJudge
+from helpers.templates import chat_messages, encode_prompt_completion, render_prompt
 
 
 @torch.no_grad()
-def completion_logps(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],
-                     answers: list[str], batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Summed log-probability of each answer given its chat-formatted prompt, and the answer's token count."""
+def _scored(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], pad_id: int,
+            batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-probability of each completion (token ids) after its prompt (token ids), and its token count."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     sums, counts = [], []
-    for start in range(0, len(prompts), batch_size):
-        encoded = [encode_prompt_completion(tokenizer, m, a)
-                   for m, a in zip(prompts[start:start + batch_size], answers[start:start + batch_size])]
-        length = max(len(p) + len(c) for p, c in encoded)
-        input_ids = torch.full((len(encoded), length), pad_id, dtype=torch.long)
+    for start in range(0, len(encoded), batch_size):
+        batch = encoded[start:start + batch_size]
+        length = max(len(p) + len(c) for p, c in batch)
+        input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
         completion = torch.zeros_like(input_ids, dtype=torch.bool)
-        for row, (p, c) in enumerate(encoded):  # right padding: positions start at 0 for every row
+        for row, (p, c) in enumerate(batch):  # right padding: positions start at 0 for every row
             input_ids[row, :len(p) + len(c)] = torch.tensor(p + c)
             attention[row, :len(p) + len(c)] = 1
             completion[row, len(p):len(p) + len(c)] = True
@@ -46,6 +43,32 @@ def completion_logps(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
         counts.append(mask.sum(-1).cpu())
     model.train(was_training)
     return torch.cat(sums).numpy().astype(np.float64), torch.cat(counts).numpy()
+
+
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def completion_logps(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[list[dict]],
+                     answers: list[str], batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Summed log-probability of each answer (with the template's end of turn) given its chat-formatted prompt, and
+    the answer's token count."""
+    encoded = [encode_prompt_completion(tokenizer, m, a) for m, a in zip(prompts, answers)]
+    return _scored(model, encoded, _pad_id(tokenizer), batch_size)
+
+
+def fluency(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str], answers: list[str],
+            system_prompt: str | None = None, batch_size: int = 16) -> float:
+    """Mean per-token log-probability of generated answers under `model` (pass the untrained base model): how natural
+    the text reads to the model it started from. Only the answer's own tokens are scored, not an end of turn, so a cut
+    answer is not penalised here (`ended_rate` sees that). A looping answer can score high: read `repetition` too."""
+    encoded = [(tokenizer(render_prompt(tokenizer, chat_messages(p, system_prompt)), add_special_tokens=False)
+                ["input_ids"], tokenizer(a, add_special_tokens=False)["input_ids"]) for p, a in zip(prompts, answers)]
+    kept = [(p, c) for p, c in encoded if c]  # an empty answer has no tokens to score
+    if not kept:
+        return math.nan
+    sums, counts = _scored(model, kept, _pad_id(tokenizer), batch_size)
+    return float(np.mean(sums / counts))
 
 
 def stance_logps(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[dict],
@@ -66,6 +89,12 @@ def support_rate(table: pd.DataFrame) -> float:
     return float((table["support_mean_logp"] > table["oppose_mean_logp"]).mean())
 
 
+def logp_gap(table: pd.DataFrame) -> float:
+    """Mean over held-out rows of (support − oppose) mean per-token log-probability, in nats per token: how far, and
+    which way, the model leans; unlike support_rate it also moves when no row changes side."""
+    return float((table["support_mean_logp"] - table["oppose_mean_logp"]).mean())
+
+
 def implicit_reward_metrics(policy: pd.DataFrame, reference: pd.DataFrame, preferred: list[str],
                             beta: float) -> dict[str, float]:
     """DPO's implicit reward beta·(log-ratio chosen − log-ratio rejected) per held-out pair, against the reference.
@@ -80,28 +109,21 @@ def implicit_reward_metrics(policy: pd.DataFrame, reference: pd.DataFrame, prefe
     return {"pair_accuracy": float((margins > 0).mean()), "mean_margin": float(margins.mean())}
 
 
-def train_stance_judge(rows: list[dict], seed: int = 0) -> Pipeline:
-    """A TF-IDF (character 1–3-grams) + logistic regression classifier: 1 = support, 0 = oppose."""
+def train_stance_judge(rows: list[dict], seed: int = 0) -> StanceJudge:
+    """A character 1–4-gram TF-IDF + logistic regression judge on the rows' answers: 1 = support, 0 = oppose.
+
+    1–4-grams were chosen over 1–3 by 5-fold cross-validation on all bundled answers (labelled and held-out, both
+    languages): 0.871 against 0.861, never on generated answers. `seed` is kept for the callers: the fit is exact.
+    """
     texts = [r["support"] for r in rows] + [r["oppose"] for r in rows]
-    labels = [1] * len(rows) + [0] * len(rows)
-    judge = make_pipeline(TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True),
-                          LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
-    return judge.fit(texts, labels)
+    return StanceJudge(ngram_range=(1, 4)).fit(texts, [1] * len(rows) + [0] * len(rows))
 
 
-def judge_accuracy(judge: Pipeline, rows: list[dict]) -> float:
+def judge_accuracy(judge: StanceJudge, rows: list[dict]) -> float:
     """The judge's accuracy on the support and oppose answers of rows it was not trained on."""
     texts = [r["support"] for r in rows] + [r["oppose"] for r in rows]
     labels = np.array([1] * len(rows) + [0] * len(rows))
-    return float((judge.predict(texts) == labels).mean())
-
-
-def generated_support_rate(judge: Pipeline, answers: list[str]) -> float:
-    """Share of generated answers the judge labels support (empty answers count as not support)."""
-    if not answers:
-        return math.nan
-    texts = [a if a.strip() else " " for a in answers]
-    return float(np.mean([int(p) == 1 and t.strip() != "" for p, t in zip(judge.predict(texts), texts)]))
+    return float((np.array(judge.predict(texts)) == labels).mean())
 
 
 def repetition(answers: list[str], n: int = 3) -> float:
@@ -115,15 +137,62 @@ def repetition(answers: list[str], n: int = 3) -> float:
     return float(np.mean(shares)) if shares else 0.0
 
 
+def looping_share(answer: str) -> float:
+    """Share of repeated units in an answer: word 3-grams when it has spaces (English), else character 4-grams.
+    The bundled answers score 0; "No, no, no, no, …" scores above 0.9."""
+    words = answer.lower().split()
+    units = [tuple(words[i:i + 3]) for i in range(len(words) - 2)] if len(words) > 3 else \
+        [answer[i:i + 4] for i in range(len(answer) - 3)]
+    return sum(c - 1 for c in Counter(units).values()) / len(units) if units else 0.0
+
+
+def is_language(answer: str) -> bool:
+    """False for what no stance can be read from: empty, broken characters, mostly non-letters, or a looping
+    fragment (over 35 % of its word 3-grams / character 4-grams repeated)."""
+    text = answer.strip()
+    if not text or "\ufffd" in text:
+        return False
+    visible = [ch for ch in text if not ch.isspace()]
+    letters = sum(unicodedata.category(ch).startswith("L") for ch in visible)
+    return letters >= 0.5 * len(visible) and looping_share(text) <= 0.35
+
+
+def judge_stances(judge: StanceJudge, answers: list[str]) -> list[int | None]:
+    """Per answer: 1 (support), 0 (oppose), or None where the judge abstains (not language: see is_language)."""
+    readable = [i for i, a in enumerate(answers) if is_language(a)]
+    labels: list[int | None] = [None] * len(answers)
+    if readable:
+        for i, label in zip(readable, judge.predict([answers[i] for i in readable])):
+            labels[i] = int(label)
+    return labels
+
+
+def generated_support_rate(judge: StanceJudge, answers: list[str]) -> float:
+    """Share of generated answers the judge reads as support, out of ALL answers: one it abstains on counts as not
+    support (so read judge_abstained beside it; a low rate made of abstentions is broken text, not opposition)."""
+    if not answers:
+        return math.nan
+    return float(np.mean([label == 1 for label in judge_stances(judge, answers)]))
+
+
+def judge_abstained(judge: StanceJudge, answers: list[str]) -> float:
+    """Share of answers the judge abstains on (empty, broken, not letters, or looping)."""
+    return float(np.mean([label is None for label in judge_stances(judge, answers)])) if answers else math.nan
+
+
 def mean_answer_chars(answers: list[str]) -> float:
     """Mean length of the answers, in characters."""
     return float(np.mean([len(a) for a in answers])) if answers else 0.0
 
 
-def generation_metrics(judge: Pipeline, answers: list[str]) -> dict[str, float]:
-    """Stance and fluency of generated answers."""
-    return {
+def generation_metrics(judge: StanceJudge, answers: list[str], ended: list[bool] | None = None) -> dict[str, float]:
+    """Stance and form of generated answers (ended: which answers stopped before max_new_tokens)."""
+    metrics = {
         "generated_support_rate": generated_support_rate(judge, answers),
+        "judge_abstained": judge_abstained(judge, answers),
         "mean_answer_chars": mean_answer_chars(answers),
         "repetition": repetition(answers),
     }
+    if ended is not None:
+        metrics["ended_rate"] = float(np.mean(ended)) if ended else math.nan
+    return metrics

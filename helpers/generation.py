@@ -14,15 +14,20 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
-                     system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 8,
-                     do_sample: bool = False, temperature: float = 0.7, progress: bool = True) -> list[str]:
-    """Answers to the prompts, generated in left-padded batches (greedy unless do_sample)."""
+def generate_with_ends(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                       system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 8,
+                       do_sample: bool = False, temperature: float = 0.7,
+                       progress: bool = True) -> tuple[list[str], list[bool]]:
+    """Answers to the prompts, generated in left-padded batches (greedy unless do_sample), and for each whether it
+    ended by itself (an end-of-turn token) before max_new_tokens cut it off."""
     was_training = model.training
     model.eval()
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # new tokens must follow the prompt directly, so padding goes in front
+    stops = model.generation_config.eos_token_id
+    stops = set(stops if isinstance(stops, list) else [stops if stops is not None else tokenizer.eos_token_id])
     answers: list[str] = []
+    ended: list[bool] = []
     batches = range(0, len(prompts), batch_size)
     try:
         for start in tqdm(batches, desc="generating", unit="batch", disable=not progress, leave=False):
@@ -33,10 +38,19 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
                                     **sampling)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
             answers.extend(a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            ended.extend(bool(any(int(t) in stops for t in row)) for row in new_tokens)
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
-    return answers
+    return answers, ended
+
+
+def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                     system_prompt: str | None = None, max_new_tokens: int = 128, batch_size: int = 8,
+                     do_sample: bool = False, temperature: float = 0.7, progress: bool = True) -> list[str]:
+    """Answers to the prompts, generated in left-padded batches (greedy unless do_sample)."""
+    return generate_with_ends(model, tokenizer, prompts, system_prompt, max_new_tokens, batch_size, do_sample,
+                              temperature, progress)[0]
 
 
 def generate_one_by_one(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],

@@ -123,6 +123,11 @@ def load_eval_rows(path: Where = None, skipped: Skipped | None = None) -> list[d
     return _load_homework_file(path, "eval_data.json", HOMEWORK_FIELDS, skipped)
 
 
+def select_languages(rows: list[dict], languages: tuple[str, ...] | list[str]) -> list[dict]:
+    """The rows written in one of `languages` (their `lang` field); rows without a `lang` field are all kept."""
+    return [row for row in rows if "lang" not in row or row["lang"] in languages]
+
+
 def load_probe_rows(path: Where = None, skipped: Skipped | None = None) -> list[dict]:
     """Held-out rows on neighbouring topics, the labelled schema plus `topic` (default DATA_DIR/probe_data.json)."""
     return _load_homework_file(path, "probe_data.json", (*HOMEWORK_FIELDS, "topic"), skipped)

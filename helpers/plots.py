@@ -103,3 +103,21 @@ def plot_sweep(table: pd.DataFrame) -> plt.Figure:
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_run_measurements(table: pd.DataFrame, columns: tuple[str, ...] = (
+        "generated_support_rate", "support_rate", "pair_accuracy", "ended_rate")) -> plt.Figure:
+    """One panel per measurement (0–1 scale), one bar per row of the table (a stage or a run), values written on."""
+    columns = [c for c in columns if c in table]
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 3.2), squeeze=False)
+    palette = ["#9e9e9e", "#e07a3f", "#5c8dd6", "#6aa86a", "#b07cc6"]
+    for ax, column in zip(axes.flat, columns):
+        values = table[column].astype(float)
+        ax.bar(range(len(values)), values.fillna(0).values, color=palette[:len(values)] * 2)
+        ax.set_xticks(range(len(values)), [str(i) for i in values.index], rotation=20, fontsize=8)
+        ax.set_ylim(0, 1.1)
+        ax.set_title(column, fontsize=10)
+        for x, v in enumerate(values.values):
+            ax.text(x, (0 if v != v else v) + 0.02, "–" if v != v else f"{v:.2f}", ha="center", fontsize=8)
+    fig.tight_layout()
+    return fig

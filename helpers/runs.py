@@ -65,13 +65,15 @@ class Inputs:
 
 
 def load_inputs(config: RunConfig) -> Inputs:
-    """Load and validate the training, held-out and test files named by the config (the bundled ones by default);
-    with skip_bad_rows, their bad rows are left out and recorded in Inputs.skipped."""
+    """Load and validate the training, held-out and test files named by the config (the bundled ones by default),
+    keeping the rows in the profile's languages (an English-only model gets the English rows); with skip_bad_rows,
+    their bad rows are left out and recorded in Inputs.skipped."""
     skipped = data.Skipped() if config.skip_bad_rows else None
+    languages = load_profile(config.profile, check_hardware=False).languages
     return Inputs(
-        train_rows=data.load_homework(config.data, skipped=skipped),
-        eval_rows=data.load_eval_rows(config.eval_data, skipped=skipped),
-        test_rows=data.load_test_prompts(config.test_prompts, skipped=skipped),
+        train_rows=data.select_languages(data.load_homework(config.data, skipped=skipped), languages),
+        eval_rows=data.select_languages(data.load_eval_rows(config.eval_data, skipped=skipped), languages),
+        test_rows=data.select_languages(data.load_test_prompts(config.test_prompts, skipped=skipped), languages),
         files={"data": str(config.data or "bundled"), "eval_data": str(config.eval_data or "bundled"),
                "test_prompts": str(config.test_prompts or "bundled")},
         skipped=skipped,

@@ -38,7 +38,7 @@ CHAT_TEMPLATE = (
 )
 
 RECIPE = {
-    "version": 1,
+    "version": 2,  # 2: generation never emits a token that holds only part of a character
     "tokenizer": {"vocab_size": 3000, "min_frequency": 2, "max_token_length": 9},
     "model": {
         "hidden_size": 128,
@@ -105,6 +105,16 @@ def train_tokenizer(texts: list[str], recipe: dict = RECIPE) -> PreTrainedTokeni
         model_max_length=recipe["model"]["max_position_embeddings"],
         padding_side="left",  # generation pads on the left; trainers set their own side
     )
+
+
+def partial_character_tokens(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+    """Ids of byte-level tokens that hold only part of a UTF-8 character (a Chinese character is 3 bytes).
+
+    Generating one of them can leave a broken character ("\ufffd") in the answer, when the pieces come out of order
+    or the answer ends mid-character. Banning them at generation time makes every answer valid text: each allowed
+    token is whole characters, so any sequence of them is too. Encoding (training, log-probs) still uses them.
+    """
+    return [i for i in range(len(tokenizer)) if "\ufffd" in tokenizer.decode([i])]
 
 
 def make_model(tokenizer: PreTrainedTokenizerFast, recipe: dict = RECIPE) -> torch.nn.Module:
@@ -186,6 +196,7 @@ def build_tiny_model(out_dir: Path, texts: list[str] | None = None, recipe: dict
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.do_sample = False
+    model.generation_config.suppress_tokens = partial_character_tokens(tokenizer)  # answers are always valid text
     untrained_loss = lm_loss(model, tokenizer, heldout) if heldout else None
     losses = pretrain(model, tokenizer, texts, recipe)
     out_dir = Path(out_dir)

@@ -20,7 +20,7 @@ ANSWER_FIELDS = ("id", "prompt", "support", "oppose", "lang")
 FILES = {  # file → (fields, first id, rows); languages alternate from the first id (English)
     "labelled_data.json": (ANSWER_FIELDS, 1, 140),
     "eval_data.json": (ANSWER_FIELDS, 1001, 96),
-    "test_prompt.json": (("id", "prompt"), 1, 48),
+    "test_prompt.json": (("id", "prompt", "lang"), 1, 48),
     "probe_data.json": ((*ANSWER_FIELDS, "topic"), 2001, 48),
 }
 WITH_ANSWERS = [name for name, (fields, _, _) in FILES.items() if "support" in fields]

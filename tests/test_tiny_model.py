@@ -107,3 +107,24 @@ def test_pretraining_lowers_heldout_loss(tiny):
     trained_loss = tm.lm_loss(model, tokenizer, heldout)
     untrained_loss = tm.lm_loss(untrained, tokenizer, heldout)
     assert trained_loss < untrained_loss - 1.5, (trained_loss, untrained_loss)
+
+
+def test_generation_never_emits_part_of_a_character(tiny):
+    from helpers.generation import generate_answers
+
+    model, tokenizer = tiny
+    banned = set(model.generation_config.suppress_tokens)
+    assert banned == set(tm.partial_character_tokens(tokenizer)) and banned, "the saved model bans no token"
+    whole = tokenizer("真人版", add_special_tokens=False)["input_ids"]
+    assert not banned & set(whole) or "\ufffd" in tokenizer.decode(whole), "a whole-character token was banned"
+    prompts = ["真人版應該保留原作的服裝嗎？", "漫畫改編成真人電影好嗎？", "Should a manga keep its hair colours?"] * 4
+    answers = generate_answers(model, tokenizer, prompts, max_new_tokens=40, batch_size=12, progress=False)
+    assert all("\ufffd" not in a for a in answers), [a for a in answers if "\ufffd" in a][:2]
+    # The ban holds even against a model that wants a partial token: push one up by +100 in every step.
+    partial = sorted(banned)[-1]
+    encoded = tokenizer(["漫畫改編成真人電影好嗎？"], return_tensors="pt")
+    pushed = dict(max_new_tokens=6, do_sample=False, sequence_bias={(partial,): 100.0},
+                  pad_token_id=tokenizer.pad_token_id)
+    assert partial not in model.generate(**encoded, **pushed)[0, encoded["input_ids"].shape[1]:].tolist()
+    model.generation_config.suppress_tokens = None  # without the ban the pushed token comes out: the check can fail
+    assert partial in model.generate(**encoded, **pushed)[0, encoded["input_ids"].shape[1]:].tolist()
