@@ -31,8 +31,7 @@ STORY = [
     ("sft-step:7", [("nothing to resume in", "starting a new run")]),
     ("sft-checkpoint:2", [("took over the lock", "is gone"), ("sft: resuming from", "checkpoint-5")]),  # dies in 15
     ("sft-cache", [("set aside", "checkpoint-15", "no trainer_state.json"), ("sft: resuming from", "checkpoint-10")]),
-    ("dpo-checkpoint:2", [("removed", ".staging-", "is gone"), ("sft: resuming from", "checkpoint-24"),
-                          ("no DPO checkpoint in", "DPO starts from step 0")]),  # dies writing checkpoint-10
+    ("dpo-checkpoint:2", [("removed", ".staging-", "is gone"), ("sft: resuming from", "checkpoint-24")]),  # in 10
     ("measure:3", [("set aside", "checkpoint-10"), ("dpo: resuming from", "checkpoint-5")]),  # base, SFT, DPO
     ("save-run", [("dpo: resuming from", "checkpoint-12")]),
 ]
@@ -113,6 +112,21 @@ def test_the_resumed_run_ends_where_an_uninterrupted_one_ends(story):
     assert len(set_aside) == 2 and all(checkpoint_problem(p) for p in set_aside), "half-written, kept, not deleted"
     assert not list(story["root"].rglob("*.staging-*")) and not list(story["root"].rglob("*.lock"))
     assert not lock_path(run).exists()
+
+
+def test_resume_says_what_there_is_to_resume(tmp_path):
+    from dataclasses import asdict
+
+    from helpers.files import write_json_atomic
+    from helpers.runs import RunConfig, check_resume
+
+    lines: list[str] = []
+    assert not check_resume(RunConfig(), tmp_path / "new", echo=lines.append)
+    write_json_atomic(tmp_path / "config.json", asdict(RunConfig()))  # killed before its first DPO checkpoint
+    assert not check_resume(RunConfig(), tmp_path, echo=lines.append)
+    assert lines[0].startswith(f"nothing to resume in {tmp_path / 'new'}: starting a new run")
+    assert lines[1] == (f"no DPO checkpoint in {tmp_path} yet: DPO starts from step 0 (SFT continues from its "
+                        "cache)")
 
 
 def test_resume_of_a_complete_run_does_nothing(tmp_path):
