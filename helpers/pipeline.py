@@ -319,7 +319,8 @@ def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo
     SFT continues from its own cache. Another live process writing out_dir is refused.
     """
     with hold_folder(Path(out_dir)):
-        if resume and check_resume(config, Path(out_dir), echo=print):  # resume notes are printed, not echoed
+        note = print if is_main_process() else (lambda _: None)  # resume notes are printed, not echoed
+        if resume and check_resume(config, Path(out_dir), echo=note):
             drop_checkpoints(Path(out_dir))  # in case the kill came between COMPLETE and this clean-up
             return read_json(Path(out_dir) / "metrics.json")
         check_run_request(config, out_dir, overwrite or resume)  # fail fast, before loading any model

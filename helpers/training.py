@@ -153,7 +153,7 @@ def last_checkpoint(output_dir: str | Path, echo=print) -> str | None:
             echo(f"removed the empty {path} (the process was killed as it began writing it)")
         elif is_main_process():  # the main process moves it; the others skip it the same way
             set_aside(path, problem, into=folder.with_name(folder.name + ".incomplete"), echo=echo)
-    if found:
+    if found and is_main_process():
         echo(f"no complete checkpoint left in {folder}: training starts from step 0")
     return None
 
@@ -169,7 +169,7 @@ def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
-    if checkpoint:
+    if checkpoint and is_main_process():
         print(f"{stage}: resuming from {checkpoint}")
     output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
