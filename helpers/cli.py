@@ -31,7 +31,7 @@ def _data_convert(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from helpers.runs import RunConfig, check_run_request, metrics_table
+    from helpers.runs import RunConfig, check_resume, check_run_request, metrics_table
 
     config = RunConfig(profile=args.profile, support_ratio=args.support_ratio, data_size=args.data_size,
                        num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
@@ -39,7 +39,9 @@ def _run(args: argparse.Namespace) -> int:
                        test_prompts=args.test_prompts, seed=args.seed, model=args.model,
                        skip_bad_rows=args.skip_bad_rows)
     skipped = _skipped_inputs(config)
-    if not args.resume:
+    if args.resume:  # other settings, or a folder in use, are refused here, before the heavy imports
+        check_resume(config, Path(args.out), echo=lambda _: None)
+    else:
         check_run_request(config, Path(args.out), args.overwrite)  # bad input fails here, before the heavy imports
     from helpers.pipeline import run_pipeline
 
@@ -69,6 +71,9 @@ def _skipped_inputs(config: RunConfig) -> Skipped | None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from helpers.folders import check_not_held
+
+    check_not_held(Path(args.out))  # a sweep already writing --out: refused before the heavy imports
     from helpers.plots import plot_sweep
     from helpers.sweep import parse_numbers, run_sweep
 

@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,17 +19,18 @@ import torch
 
 from helpers import data
 from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
-from helpers.errors import UserError
 from helpers.evaluation import (fluency, generation_metrics, implicit_reward_metrics, judge_accuracy, logp_gap,
                                 stance_logps, support_rate, train_stance_judge)
 from helpers.files import read_json, write_json_atomic
+from helpers.folders import is_complete, keep_if_complete, mark_complete, staged_dir
 from helpers.generation import generate_with_ends
+from helpers.killpoints import kill_point
 from helpers.models import copy_model, load_model, load_tokenizer, model_origin
 from helpers.notebook import set_seed
 from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # noqa: F401 (also used from here)
-                          check_run_request, check_writable, is_main_process, is_same_run, keep_earlier_run,
-                          list_runs, load_inputs, load_run, make_dir, make_room, metrics_table, replace_dir,
-                          resolve_profile)
+                          check_resume, check_run_request, check_writable, hold_folder, is_main_process, is_same_run,
+                          keep_earlier_run, list_runs, load_inputs, load_run, make_dir, make_room, metrics_table,
+                          replace_dir, resolve_profile)
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
@@ -60,6 +60,7 @@ def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Pr
     if not is_main_process():  # evaluation runs once, on the main process
         return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
     table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt)
+    kill_point("measure")  # the crash test's; nothing unless DPO_KILL_AT is set
     answers, ended = generate_with_ends(model, tokenizer, [r["prompt"] for r in inputs.test_rows],
                                         profile.system_prompt, max_new_tokens=profile.max_new_tokens,
                                         batch_size=profile.gen_batch_size, progress=progress)
@@ -115,29 +116,41 @@ def sft_cache_dir(settings: dict, cache_dir: Path = CACHE_DIR) -> Path:
 
 def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retrain: bool = False,
                   cache_dir: Path = CACHE_DIR) -> tuple[torch.nn.Module, TrainResult | None, Path]:
-    """The SFT model (base + SFT adapter): loaded from the cache, or trained on both answers of every row and cached."""
+    """The SFT model (base + SFT adapter): loaded from the cache, or trained on both answers of every row and cached.
+
+    One process at a time trains a setting (another waits for it); a cache folder that is not complete is set aside
+    and trained again, resuming from the newest complete SFT checkpoint.
+    """
     folder = sft_cache_dir(sft_settings(profile, train_rows, seed), cache_dir)
-    if retrain or not (folder / "log_history.json").exists():
-        set_seed(seed)
-        tokenizer = load_tokenizer(profile)
-        model = load_model(profile, trainable=True)
-        examples = data.make_sft_examples(train_rows, profile.system_prompt)
-        checkpoints = folder.with_name(folder.name + ".checkpoints")  # a killed SFT resumes from here
-        result = train_sft(model, tokenizer, examples, profile, checkpoints, seed=seed,
-                           checkpoint_every=profile.checkpoint_steps, resume=not retrain)
-        if is_main_process():
-            staging = Path(tempfile.mkdtemp(prefix=folder.name + ".", dir=make_dir(folder.parent)))
-            result.model.save_pretrained(staging, safe_serialization=True)
-            write_json_atomic(staging / "log_history.json", {"log_history": result.log_history,
-                                                             "seconds": result.seconds})
-            replace_dir(staging, folder)
-            shutil.rmtree(checkpoints, ignore_errors=True)
-        wait_for_everyone()
-        result.model.eval()
-        return result.model, result, folder
+    if retrain or not is_complete(folder):
+        with hold_folder(folder, wait=float("inf")):
+            if retrain or not (keep_if_complete(folder) if is_main_process() else is_complete(folder)):
+                return train_sft_cache(folder, profile, train_rows, seed, resume=not retrain)
     model = load_model(profile, adapter_dir=folder)
     cached = read_json(folder / "log_history.json")
     return model, TrainResult(model=model, log_history=cached["log_history"], seconds=cached["seconds"]), folder
+
+
+def train_sft_cache(folder: Path, profile: Profile, train_rows: list[dict], seed: int,
+                    resume: bool = True) -> tuple[torch.nn.Module, TrainResult, Path]:
+    """Train the SFT stage (resuming from its newest complete checkpoint) and write it to its cache folder."""
+    set_seed(seed)
+    tokenizer = load_tokenizer(profile)
+    model = load_model(profile, trainable=True)
+    examples = data.make_sft_examples(train_rows, profile.system_prompt)
+    checkpoints = folder.with_name(folder.name + ".checkpoints")  # a killed SFT resumes from here
+    result = train_sft(model, tokenizer, examples, profile, checkpoints, seed=seed,
+                       checkpoint_every=profile.checkpoint_steps, resume=resume)
+    if is_main_process():
+        with staged_dir(folder) as staging:  # COMPLETE is written last, then the folder is swapped in
+            result.model.save_pretrained(staging, safe_serialization=True)
+            kill_point("sft-cache")  # the crash test's; nothing unless DPO_KILL_AT is set
+            write_json_atomic(staging / "log_history.json", {"log_history": result.log_history,
+                                                             "seconds": result.seconds})
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    wait_for_everyone()
+    result.model.eval()
+    return result.model, result, folder
 
 
 # --- saved runs ---------------------------------------------------------------------------------------------
@@ -166,8 +179,17 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
              logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None = None,
              timings: dict[str, float] | None = None, sft_dir: Path | None = None,
              resumed_from: str | None = None) -> dict:
-    """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last."""
-    out_dir = make_dir(Path(out_dir))
+    """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; COMPLETE last,
+    listing every file with its size. Refused if another live process holds the folder."""
+    with hold_folder(Path(out_dir)):
+        return _save_run(make_dir(Path(out_dir)), config, inputs, stages, logs, judge_acc, dpo_model, timings,
+                         sft_dir, resumed_from)
+
+
+def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str, StageResult],
+              logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None,
+              timings: dict[str, float] | None, sft_dir: Path | None, resumed_from: str | None) -> dict:
+    """save_run's writes, in order, once the folder is held."""
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
     metrics = {
@@ -188,17 +210,16 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
     write_json_atomic(out_dir / "answers.json", answers)
     write_json_atomic(out_dir / config.answers_file_name(len(inputs.train_rows)), homework)
     write_json_atomic(out_dir / "logs.json", logs)
+    kill_point("save-run")  # the crash test's; nothing unless DPO_KILL_AT is set
     if dpo_model is not None and hasattr(dpo_model, "peft_config"):
-        staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
-        dpo_model.save_pretrained(staging, safe_serialization=True)
-        replace_dir(staging, out_dir / "adapter")
+        with staged_dir(out_dir / "adapter", marker=None) as staging:  # the run's COMPLETE lists its files
+            dpo_model.save_pretrained(staging, safe_serialization=True)
     if sft_dir is not None:  # the SFT adapter under the DPO one: export folds both into the base weights
-        staging = Path(tempfile.mkdtemp(prefix=".sft_adapter.", dir=out_dir))
-        for name in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy2(Path(sft_dir) / name, staging / name)
-        replace_dir(staging, out_dir / "sft_adapter")
+        with staged_dir(out_dir / "sft_adapter", marker=None) as staging:
+            for name in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copy2(Path(sft_dir) / name, staging / name)
     write_json_atomic(out_dir / "metrics.json", metrics)
-    (out_dir / COMPLETE_MARKER).write_text("complete\n", encoding="utf-8")
+    mark_complete(out_dir, skip=("checkpoints",))
     return metrics
 
 
@@ -254,6 +275,13 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
 def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print,
             fresh_copy: bool = False, resume: bool = False) -> dict:
     """One DPO run from the prepared SFT model: train, measure, save the run folder; returns metrics.json's dict."""
+    with hold_folder(Path(out_dir)):
+        return _run_dpo(prepared, config, Path(out_dir), overwrite, echo, fresh_copy, resume)
+
+
+def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool, echo, fresh_copy: bool,
+             resume: bool) -> dict:
+    """run_dpo's steps, once the folder is held."""
     profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
                                        spread=config.spread, system_prompt=profile.system_prompt)
@@ -287,22 +315,30 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     logs = {**prepared.logs, "dpo": result.log_history}
     metrics = save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
                        sft_dir=prepared.sft_dir, resumed_from=result.resumed_from)
-    shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
+    drop_checkpoints(Path(out_dir))
     return metrics
+
+
+def drop_checkpoints(out_dir: Path) -> None:
+    """Remove a finished run's DPO checkpoints; checkpoints set aside as half-written stay (checkpoints/dpo.incomplete)."""
+    shutil.rmtree(out_dir / "checkpoints" / "dpo", ignore_errors=True)
+    if (out_dir / "checkpoints").is_dir() and not any((out_dir / "checkpoints").iterdir()):
+        (out_dir / "checkpoints").rmdir()
 
 
 def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print, resume: bool = False) -> dict:
     """Base → SFT → DPO on one profile, each stage measured; writes the run folder and returns metrics.json's dict.
 
-    resume: continue an interrupted run in out_dir (same settings) from its newest checkpoint; SFT is cached anyway.
+    resume: continue an interrupted run in out_dir (same settings, else refused) from its newest complete checkpoint;
+    SFT continues from its own cache. Another live process writing out_dir is refused.
     """
-    if resume and (Path(out_dir) / COMPLETE_MARKER).exists():
-        if read_json(Path(out_dir) / "config.json") != asdict(config):
-            raise UserError(f"{out_dir} holds a complete run with other settings; nothing to resume")
-        echo(f"{out_dir} is already complete: nothing to resume")
-        return read_json(Path(out_dir) / "metrics.json")
-    check_run_request(config, out_dir, overwrite)  # fail fast, before loading any model
-    return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo, resume=resume)
+    with hold_folder(Path(out_dir)):
+        note = print if is_main_process() else (lambda _: None)  # resume notes are printed, not echoed
+        if resume and check_resume(config, Path(out_dir), echo=note):
+            drop_checkpoints(Path(out_dir))  # in case the kill came between COMPLETE and this clean-up
+            return read_json(Path(out_dir) / "metrics.json")
+        check_run_request(config, out_dir, overwrite or resume)  # fail fast, before loading any model
+        return run_dpo(prepare(config, echo), config, out_dir, overwrite=True, echo=echo, resume=resume)
 
 
 def ensure_run(config: RunConfig, runs_dir: Path = OUTPUTS_DIR / "runs", echo=print) -> dict:
@@ -312,8 +348,9 @@ def ensure_run(config: RunConfig, runs_dir: Path = OUTPUTS_DIR / "runs", echo=pr
     if is_same_run(folder, config):
         return load_run(folder)
     echo(f"no saved run {name!r} with these settings yet: running it now")
-    make_room(folder, echo)
-    run_pipeline(config, folder, overwrite=True, echo=lambda _: None)
+    with hold_folder(folder):
+        make_room(folder, echo)
+        run_pipeline(config, folder, overwrite=True, echo=lambda _: None)
     return load_run(folder)
 
 
@@ -326,5 +363,6 @@ def ensure_dpo_run(prepared: Prepared, config: RunConfig, folder: Path, overwrit
     """
     if not overwrite and is_same_run(folder, config):
         return read_json(Path(folder) / "metrics.json"), True
-    make_room(folder, echo)
-    return run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None, fresh_copy=True), False
+    with hold_folder(folder):
+        make_room(folder, echo)
+        return run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None, fresh_copy=True), False

@@ -11,16 +11,15 @@ import functools
 import hashlib
 import importlib.util
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from helpers.config import CACHE_DIR
 from helpers.errors import UserError
+from helpers.folders import hold_lock, is_complete, keep_if_complete, staged_dir
 
-CONVERSION_VERSION = 2  # bump when the conversion below changes: the cache key changes with it
+CONVERSION_VERSION = 3  # bump when the conversion below changes: the cache key changes with it
 
 
 @dataclass(frozen=True)
@@ -165,30 +164,24 @@ def convert_gguf(weights: GgufWeights, out_dir: Path) -> dict:
     except (ValueError, OSError) as error:
         raise UserError(f"cannot read {source}: {str(error).splitlines()[0]}") from None
     clear_gguf_marker(model)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
+    facts = {"source": f"{weights.package}=={weights.version}/{weights.file}", "sha256": weights.sha256,
+             "license": weights.license, "what": weights.what,
+             "parameters": sum(p.numel() for p in model.parameters()),
+             "probe_logits": probe_logits(model.eval(), tokenizer),  # of the model as read from the GGUF file
+             "convert_seconds": round(time.perf_counter() - start, 1)}
+    with staged_dir(Path(out_dir)) as staging:  # a crash leaves no half-written folder in place
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
-        facts = {"source": f"{weights.package}=={weights.version}/{weights.file}", "sha256": weights.sha256,
-                 "license": weights.license, "what": weights.what,
-                 "parameters": sum(p.numel() for p in model.parameters()),
-                 "probe_logits": probe_logits(model.eval(), tokenizer),  # of the model as read from the GGUF file
-                 "convert_seconds": round(time.perf_counter() - start, 1)}
-        (staging / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")  # written last
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.replace(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     return facts
 
 
 def local_model_path(name: str, weights: GgufWeights, cache_dir: Path = CACHE_DIR) -> Path:
-    """The converted folder of these weights: made on first use (~40 s), then loaded from the cache in seconds."""
+    """The converted folder of these weights: made on first use (~40 s) by one process while others wait, then loaded
+    from the cache in seconds; a folder a killed process left half-written is set aside and converted again."""
     path = converted_path(name, weights, cache_dir)
-    if not (path / "build.json").exists():
-        convert_gguf(weights, path)
+    if not is_complete(path):
+        with hold_lock(path, wait=float("inf")):
+            if not keep_if_complete(path):  # another process may have converted it while this one waited
+                convert_gguf(weights, path)
     return path

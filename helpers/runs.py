@@ -4,8 +4,8 @@ is loaded, never replaced without being asked, an earlier run moved aside rather
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -15,8 +15,9 @@ from helpers import data
 from helpers.config import OUTPUTS_DIR, Profile, load_profile
 from helpers.errors import UserError
 from helpers.files import read_json
-
-COMPLETE_MARKER = "COMPLETE"  # written last: a run folder without it was interrupted
+from helpers.folders import MARKER as COMPLETE_MARKER  # written last: a run folder without it was interrupted
+from helpers.folders import check_not_held, hold_lock, incomplete_reason, is_complete
+from helpers.folders import replace_dir  # noqa: F401 (imported from here too)
 
 
 @dataclass
@@ -101,16 +102,48 @@ def check_run_request(config: RunConfig, out_dir: Path, overwrite: bool = False)
 
     check_reachable(model_source(profile))
     if is_main_process():  # the main process owns the folder
+        check_not_held(Path(out_dir))
         check_out_dir(Path(out_dir), config, overwrite)
         check_writable(Path(out_dir))
     return profile
 
 
-def replace_dir(staging: Path, target: Path) -> None:
-    """Put a fully written folder in place of target."""
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+def hold_folder(folder: Path, wait: float = 0.0):
+    """The folder's lock (see folders.hold_lock), held by the main process; the others of a data-parallel run skip it."""
+    return hold_lock(Path(folder), wait) if is_main_process() else contextlib.nullcontext()
+
+
+def differing_knobs(saved: dict, config: RunConfig) -> str:
+    """The knobs whose saved value differs from config's, as "--num-epoch saved 2, asked 1; …" ("" if none); a knob
+    added since the run was saved counts as its default."""
+    asked = asdict(config)
+    saved = {**asdict(RunConfig()), **saved}
+    return "; ".join(f"--{name.replace('_', '-')} saved {saved.get(name)!r}, asked {asked.get(name)!r}"
+                     for name in dict.fromkeys([*asked, *saved]) if saved.get(name) != asked.get(name))
+
+
+def check_resume(config: RunConfig, out_dir: Path, echo=print) -> bool:
+    """For --resume: True if out_dir already holds this run complete, False if there is something (or nothing) to
+    continue, said in one line; a folder held by a live process, or saved with other settings, is refused."""
+    out_dir = Path(out_dir)
+    if is_main_process():
+        check_not_held(out_dir)
+    if not (out_dir / "config.json").exists():
+        echo(f"nothing to resume in {out_dir}: starting a new run (an SFT stage cached or half-trained is used)")
+        return False
+    differs = differing_knobs(read_json(out_dir / "config.json"), config)
+    if differs:
+        raise UserError(f"cannot resume {out_dir} with other settings than its own ({differs}); resume with the "
+                        "saved settings, or start anew without --resume (--overwrite, or another --out)")
+    if (out_dir / COMPLETE_MARKER).exists():
+        reason = incomplete_reason(out_dir)
+        if reason is None:
+            echo(f"{out_dir} is already complete: nothing to resume")
+            return True
+        echo(f"{out_dir} is marked complete but {reason}: running it again")
+    elif not list((out_dir / "checkpoints" / "dpo").glob("checkpoint-*")):
+        echo(f"no DPO checkpoint in {out_dir} yet: DPO starts from step 0 (SFT continues from its cache)")
+    return False
 
 
 def make_dir(path: Path) -> Path:
@@ -129,8 +162,9 @@ def check_out_dir(out_dir: Path, config: RunConfig, overwrite: bool) -> None:
         raise UserError(f"{out_dir} already holds a complete run; pass --overwrite to replace it, "
                         "or choose another --out")
     saved = out_dir / "config.json"
-    if saved.exists() and not same_settings(read_json(saved), config):
-        raise UserError(f"{out_dir} holds an unfinished run with other settings; pass --overwrite or another --out")
+    if saved.exists() and (differs := differing_knobs(read_json(saved), config)):
+        raise UserError(f"{out_dir} holds an unfinished run with other settings ({differs}); pass --overwrite or "
+                        "another --out")
 
 
 def check_writable(out_dir: Path) -> None:
@@ -171,6 +205,7 @@ def keep_earlier_run(out_dir: Path) -> Path | None:
     out_dir = Path(out_dir)
     if not (out_dir / COMPLETE_MARKER).exists():
         return None
+    check_not_held(out_dir)
     n = 1
     while (target := out_dir.with_name(f"{out_dir.name}.earlier-{n}")).exists():
         n += 1
@@ -186,7 +221,7 @@ def same_settings(saved: dict, config: RunConfig) -> bool:
 def is_same_run(folder: Path, config: RunConfig) -> bool:
     """True if folder holds a complete run made with exactly this config."""
     folder = Path(folder)
-    return (folder / COMPLETE_MARKER).exists() and same_settings(read_json(folder / "config.json"), config)
+    return is_complete(folder) and same_settings(read_json(folder / "config.json"), config)
 
 
 def make_room(folder: Path, echo=print) -> None:

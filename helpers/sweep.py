@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.files import write_json_atomic
-from helpers.pipeline import RunConfig, ensure_dpo_run, prepare
+from helpers.pipeline import RunConfig, ensure_dpo_run, hold_folder, prepare
 
 STAGE_COLUMNS = ("support_rate", "generated_support_rate", "pair_accuracy", "mean_margin", "mean_answer_chars",
                  "repetition")
@@ -34,7 +34,15 @@ def run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list
     with the same settings is reused, not retrained, unless overwrite.
     """
     out_dir = Path(out_dir)
-    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    with hold_folder(out_dir):  # a second sweep into out_dir is refused while this one runs
+        return _run_sweep(profile, ratios, out_dir, num_epochs, data_sizes, seeds, beta, overwrite,
+                          Path(runs_dir) if runs_dir is not None else out_dir / "runs", echo)
+
+
+def _run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list[float],
+               data_sizes: list[int | None], seeds: list[int], beta: float | None, overwrite: bool, runs_dir: Path,
+               echo) -> pd.DataFrame:
+    """run_sweep's loop, once out_dir is held."""
     records, start = [], time.perf_counter()
     for seed in seeds:
         prepared = prepare(RunConfig(profile=profile, seed=seed), echo=lambda _: None)

@@ -6,9 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +14,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
 
 from helpers.config import CACHE_DIR, DATA_DIR
+from helpers.folders import hold_lock, is_complete, keep_if_complete, staged_dir
+from helpers.killpoints import kill_point
 
 PAD_TOKEN = "<|endoftext|>"  # padding only, never the end of an answer
 BOS_TOKEN = "<|im_start|>"
@@ -187,7 +186,8 @@ def pretrain(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, texts: 
 
 def build_tiny_model(out_dir: Path, texts: list[str] | None = None, recipe: dict = RECIPE,
                      heldout: list[str] | None = None) -> dict:
-    """Build tokenizer and model from scratch into out_dir (written atomically); returns build facts."""
+    """Build tokenizer and model from scratch into out_dir (staged, COMPLETE written last, then swapped in);
+    returns build facts."""
     start = time.perf_counter()
     texts = corpus_texts() if texts is None else texts
     torch.manual_seed(recipe["pretrain"]["seed"])
@@ -199,11 +199,6 @@ def build_tiny_model(out_dir: Path, texts: list[str] | None = None, recipe: dict
     model.generation_config.suppress_tokens = partial_character_tokens(tokenizer)  # answers are always valid text
     untrained_loss = lm_loss(model, tokenizer, heldout) if heldout else None
     losses = pretrain(model, tokenizer, texts, recipe)
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    model.save_pretrained(staging, safe_serialization=True)
-    tokenizer.save_pretrained(staging)
     facts = {
         "recipe_hash": recipe_hash(texts, recipe),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -214,19 +209,23 @@ def build_tiny_model(out_dir: Path, texts: list[str] | None = None, recipe: dict
         "heldout_loss": lm_loss(model, tokenizer, heldout) if heldout else None,
         "build_seconds": round(time.perf_counter() - start, 2),
     }
-    (staging / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
+    with staged_dir(Path(out_dir)) as staging:
+        model.save_pretrained(staging, safe_serialization=True)
+        kill_point("tiny-cache")  # the crash test's; nothing unless DPO_KILL_AT is set
+        tokenizer.save_pretrained(staging)
+        (staging / "build.json").write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
     return facts
 
 
 def tiny_model_path(cache_dir: Path = CACHE_DIR, texts: list[str] | None = None) -> Path:
-    """The folder of the tiny model for the current recipe and corpus, built on first use (~20 s) and cached."""
+    """The folder of the tiny model for the current recipe and corpus, built on first use (~20 s) and cached; one
+    process builds while the others wait, and a folder that is not complete is set aside and built again."""
     texts = corpus_texts() if texts is None else texts
     path = Path(cache_dir) / f"tiny-{recipe_hash(texts)}"
-    if not (path / "build.json").exists():
-        build_tiny_model(path, texts, heldout=heldout_texts())
+    if not is_complete(path):
+        with hold_lock(path, wait=float("inf")):
+            if not keep_if_complete(path):  # another process may have built it while this one waited
+                build_tiny_model(path, texts, heldout=heldout_texts())
     return path
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,10 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile
+from helpers.folders import file_problem, set_aside
+from helpers.killpoints import arm_trainer
 from helpers.models import adapter_config
+from helpers.runs import is_main_process
 
 
 @dataclass
@@ -109,22 +114,63 @@ def _quiet(trainer) -> None:
         trainer.remove_callback(callback)
 
 
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest checkpoint-N folder in output_dir, if any."""
-    from transformers.trainer_utils import get_last_checkpoint
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a Trainer checkpoint cannot be resumed from (None: it can). transformers 5 writes the weights, then the
+    optimizer, scheduler and RNG state, and trainer_state.json last; all must be there, whole, for the same step."""
+    folder = Path(folder)
+    try:
+        step = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))["global_step"]
+    except FileNotFoundError:
+        return "no trainer_state.json, which the Trainer writes last"
+    except (ValueError, KeyError, TypeError):
+        return "its trainer_state.json does not parse"
+    if folder.name != f"checkpoint-{step}":
+        return f"its trainer_state.json is for step {step}"
+    weights = ("adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json")
+    if not any((folder / name).exists() for name in weights):
+        return "no adapter or model weights"
+    if not list(folder.glob("rng_state*.pth")):
+        return "no rng_state.pth"
+    files = [folder / "optimizer.pt", folder / "scheduler.pt", *(p for p in sorted(folder.iterdir()) if p.is_file())]
+    for path in files:
+        if problem := file_problem(path):  # missing, empty, or cut off before its end
+            return f"{path.name} {problem}"
+    return None
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+def last_checkpoint(output_dir: str | Path, echo=print) -> str | None:
+    """The newest complete checkpoint-N folder in output_dir, if any; newer half-written ones are set aside
+    (into OUTPUT_DIR.incomplete, one line each), never resumed from and never deleted."""
+    folder = Path(output_dir)
+    found = [(int(m[1]), p) for p in folder.iterdir()
+             if p.is_dir() and (m := re.fullmatch(r"checkpoint-(\d+)", p.name))] if folder.is_dir() else []
+    for _, path in sorted(found, reverse=True):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return str(path)
+        if is_main_process() and not any(path.iterdir()):  # killed as it began: nothing in it to keep
+            path.rmdir()
+            echo(f"removed the empty {path} (the process was killed as it began writing it)")
+        elif is_main_process():  # the main process moves it; the others skip it the same way
+            set_aside(path, problem, into=folder.with_name(folder.name + ".incomplete"), echo=echo)
+    if found and is_main_process():
+        echo(f"no complete checkpoint left in {folder}: training starts from step 0")
+    return None
 
 
-def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume: bool = False) -> TrainResult:
-    """Train quietly (resuming from the newest checkpoint if asked); the model, log, time and steps come back."""
+def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume: bool = False,
+                stage: str = "train") -> TrainResult:
+    """Train quietly (resuming from the newest complete checkpoint if asked); the model, log, time and steps come back."""
     _quiet(trainer)
     for callback in callbacks or []:
         trainer.add_callback(callback)
+    arm_trainer(trainer, stage)  # the crash test's kill points; nothing unless DPO_KILL_AT is set
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
+    if checkpoint and is_main_process():
+        print(f"{stage}: resuming from {checkpoint}")
     output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     result = TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
@@ -153,7 +199,7 @@ def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, datase
     args = sft_config(profile, output_dir, num_epochs, learning_rate, seed, **checkpointing(checkpoint_every))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=adapter_config(model, profile))
-    return run_trainer(trainer, callbacks, resume)
+    return run_trainer(trainer, callbacks, resume, stage="sft")
 
 
 def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module:
@@ -187,7 +233,7 @@ def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs:
     """DPO with a LoRA adapter (see dpo_trainer), quietly, resuming from a checkpoint if asked."""
     trainer = dpo_trainer(model, tokenizer, pairs, profile, output_dir, beta, num_epochs, learning_rate, seed,
                           checkpoint_every, **config_overrides)
-    return run_trainer(trainer, callbacks, resume)
+    return run_trainer(trainer, callbacks, resume, stage="dpo")
 
 
 def log_frame(log_history: list[dict]):
