@@ -64,9 +64,27 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def show_user_errors_as_one_line() -> None:
+    """In a notebook, a UserError (a bad parameter, a missing file) shows as one line "error: …", not a traceback.
+
+    The cell still fails, so papermill stops there and nothing after it runs.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from helpers.errors import UserError
+
+    shell.set_custom_exc((UserError,), lambda shell, etype, value, tb, tb_offset=None: [f"error: {value}"])
+
+
 def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
     """Quiet logs, seed everything, pick the device and the profile ("auto": tiny on CPU, a real model on GPU)."""
     quiet_logs()
+    show_user_errors_as_one_line()
     import pandas as pd
 
     pd.set_option("display.max_colwidth", 160)  # show whole answers in tables

@@ -31,6 +31,8 @@ from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # 
                           check_run_request, check_writable, is_main_process, is_same_run, keep_earlier_run,
                           list_runs, load_inputs, load_run, make_dir, make_room, metrics_table, replace_dir,
                           resolve_profile)
+from helpers.holdout import holdout_plan, kfold_tables, rest_tables
+from helpers.homework import model_record
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
@@ -59,12 +61,13 @@ def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Pr
     """support_rate on the held-out rows, plus the greedy answers to the test prompts and their stance/fluency."""
     if not is_main_process():  # evaluation runs once, on the main process
         return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
-    table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt)
+    table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt) if inputs.eval_rows else None
     answers = generate_answers(model, tokenizer, [r["prompt"] for r in inputs.test_rows], profile.system_prompt,
                                max_new_tokens=profile.max_new_tokens, batch_size=profile.gen_batch_size,
                                progress=progress)
-    metrics = {"support_rate": support_rate(table), **generation_metrics(judge, answers)}
-    return StageResult(metrics=metrics, answers=answers, logps=table)
+    metrics = {**({"support_rate": support_rate(table)} if table is not None else {}),
+               **generation_metrics(judge, answers)}
+    return StageResult(metrics=metrics, answers=answers, logps=table if table is not None else pd.DataFrame())
 
 
 def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
@@ -77,12 +80,21 @@ def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
 
 def add_reward_metrics(stage: StageResult, reference: StageResult, preferred: list[str], beta: float) -> None:
     """Add pair_accuracy and mean_margin of a stage against the reference stage (SFT, or base when SFT is off)."""
+    if reference.logps.empty:  # nothing was held out to measure on
+        return
     stage.metrics.update(implicit_reward_metrics(stage.logps, reference.logps, preferred, beta))
 
 
 def eval_preferences(inputs: Inputs, config: RunConfig) -> list[str]:
     """Which answer each held-out row prefers under the run's support_ratio rule (its trained direction)."""
-    pairs = data.make_preference_pairs(inputs.eval_rows, config.support_ratio, spread=config.spread)
+    return preferences_of(inputs.eval_rows, config)
+
+
+def preferences_of(rows: list[dict], config: RunConfig) -> list[str]:
+    """Which answer each of these rows prefers under the run's support_ratio and split rule ([] for no rows)."""
+    if not rows:
+        return []
+    pairs = data.make_preference_pairs(rows, config.support_ratio, spread=config.spread, split_rule=config.split_rule)
     return list(pairs["preferred"])
 
 
@@ -153,8 +165,12 @@ def save_answers(name: str, rows: list[dict], answers: list[str], profile: Profi
 def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str, StageResult],
              logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None = None,
              timings: dict[str, float] | None = None, sft_dir: Path | None = None,
-             resumed_from: str | None = None) -> dict:
-    """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last."""
+             resumed_from: str | None = None, extra: dict | None = None) -> dict:
+    """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; marker last.
+
+    extra goes into metrics.json as it is (the model that answered, the held-out rows). A homework run writes its
+    course's result file (helpers.homework) instead of the generic one.
+    """
     out_dir = make_dir(Path(out_dir))
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
@@ -167,13 +183,21 @@ def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str,
         "timings": {k: round(v, 2) for k, v in (timings or {}).items()},
         "resumed_from": resumed_from,  # the DPO checkpoint a --resume continued from
         "environment": environment_facts(),
+        **(extra or {}),
     }
     answers = [{"id": row["id"], "prompt": row["prompt"], **{name: s.answers[i] for name, s in stages.items()}}
                for i, row in enumerate(inputs.test_rows)]
     homework = [{"id": a["id"], "prompt": a["prompt"], "base_answer": a["base"], "trained_answer": a["dpo"]}
                 for a in answers]
     write_json_atomic(out_dir / "answers.json", answers)
-    write_json_atomic(out_dir / config.answers_file_name(len(inputs.train_rows)), homework)
+    if config.homework:
+        from helpers.homework import load_homework_preset
+
+        load_homework_preset(config.homework).write_result(
+            out_dir, inputs.test_rows, [a["base"] for a in answers], [a["dpo"] for a in answers], config.num_epoch,
+            config.data_size or len(inputs.train_rows), config.support_ratio, config.student_id)
+    else:
+        write_json_atomic(out_dir / config.answers_file_name(len(inputs.train_rows)), homework)
     write_json_atomic(out_dir / "logs.json", logs)
     if dpo_model is not None and hasattr(dpo_model, "peft_config"):
         staging = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
@@ -233,7 +257,9 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
         timings["eval_sft"] = time.perf_counter() - clock
     else:
         model = load_model(profile, trainable=True)
-    return Prepared(profile, tokenizer, inputs, judge, judge_accuracy(judge, inputs.eval_rows), stages,
+    held_apart = inputs.eval_rows and inputs.holdout["method"] == "file"  # held-out labelled rows trained the judge
+    judge_acc = judge_accuracy(judge, inputs.eval_rows) if held_apart else None
+    return Prepared(profile, tokenizer, inputs, judge, judge_acc, stages,
                     prepare_for_dpo(model, profile), logs, timings,
                     sft_dir=None if profile.load_in_4bit else sft_dir)
 
@@ -243,7 +269,8 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     """One DPO run from the prepared SFT model: train, measure, save the run folder; returns metrics.json's dict."""
     profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
-                                       spread=config.spread, system_prompt=profile.system_prompt)
+                                       spread=config.spread, system_prompt=profile.system_prompt,
+                                       split_rule=config.split_rule)
     if is_main_process():
         check_out_dir(Path(out_dir), config, overwrite)
         check_writable(Path(out_dir))
@@ -252,6 +279,21 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     model = copy_model(prepared.start_model) if fresh_copy else prepared.start_model
     timings = dict(prepared.timings)
     clock = time.perf_counter()
+    plan = holdout_plan(config, len(inputs.train_rows)) if config.homework and not config.eval_data else None
+    if plan and plan["method"] == "rest" and plan == inputs.holdout:  # every stage was measured on these rows
+        plan = None
+    measured = None
+    if plan and plan["method"] == "kfold":  # before the main run: each fold starts from the untouched base model
+        def train_fold(fold_pairs, name: str) -> torch.nn.Module:
+            set_seed(config.seed)
+            return train_dpo(copy_model(prepared.start_model), prepared.tokenizer, fold_pairs, profile,
+                             Path(out_dir) / "checkpoints" / name, beta=beta, num_epochs=config.num_epoch,
+                             learning_rate=config.learning_rate, seed=config.seed).model
+
+        measured = kfold_tables(plan, inputs.train_rows, pairs, prepared.tokenizer, profile.system_prompt,
+                                train_fold)
+        timings["holdout"] = time.perf_counter() - clock
+        clock = time.perf_counter()
     set_seed(config.seed)
     checkpoints = Path(out_dir) / "checkpoints" / "dpo"  # `run --resume` continues from the newest one
     result = train_dpo(model, prepared.tokenizer, pairs, profile, checkpoints, beta=beta,
@@ -263,16 +305,27 @@ def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: boo
     clock = time.perf_counter()
     stages = {name: copy.deepcopy(stage) for name, stage in prepared.stages.items()}
     stages["dpo"] = measure_stage(result.model, prepared.tokenizer, inputs, profile, prepared.judge)
+    preferred = eval_preferences(inputs, config)
+    if plan and plan["method"] == "rest":
+        measured = rest_tables(plan, inputs.train_rows, result.model, prepared.tokenizer, profile.system_prompt,
+                               lambda rows: preferences_of(rows, config))
+    if measured is not None:  # the held-out labelled rows: the base model is the trained one with its adapter off
+        for name, table in zip(("dpo", "base"), measured[:2]):
+            stages[name].logps = table
+            stages[name].metrics["support_rate"] = support_rate(table)
+        preferred = measured[2]
     timings["eval_dpo"] = time.perf_counter() - clock
     reference = stages.get("sft", stages["base"])
-    preferred = eval_preferences(inputs, config)
     for stage in stages.values():
         add_reward_metrics(stage, reference, preferred, beta)
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
     logs = {**prepared.logs, "dpo": result.log_history}
+    extra = {"model": model_record(profile, config.homework), "holdout": plan or inputs.holdout,
+             "split": {"rule": config.split_rule, "pairs": len(pairs),
+                       "support_preferred": sum(p == "support" for p in pairs["preferred"])}}
     metrics = save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
-                       sft_dir=prepared.sft_dir, resumed_from=result.resumed_from)
+                       sft_dir=prepared.sft_dir, resumed_from=result.resumed_from, extra=extra)
     shutil.rmtree(Path(out_dir) / "checkpoints", ignore_errors=True)
     return metrics
 
