@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import data
-from helpers.config import HOMEWORK_SYSTEM_PROMPT, Profile, ProfileError, has_gpu, load_profile
+from helpers.config import HOMEWORK_SYSTEM_PROMPT, OUTPUTS_DIR, Profile, ProfileError, has_gpu, load_profile
 from helpers.errors import UserError
 from helpers.files import write_text_atomic
 from helpers.knobs import check_student_id
@@ -161,3 +161,32 @@ def model_record(profile: Profile, homework: str | None = None) -> dict:
         record.update(homework=preset.name, course_model=preset.course_profile().model_name,
                       is_course_model=warning is None, warning=warning)
     return record
+
+
+def notebook_config(homework: str | None, profile_name: str | None = "auto", data_path=None, test_path=None,
+                    student_id: str | None = None, seed: int | None = None, **knobs):
+    """A notebook's parameters as one RunConfig, every knob checked first (a bad one: one line, nothing loaded).
+
+    With a homework: its split rule and seed, its data (cloned into outputs/course-data/NAME when no path is given),
+    and its model on a GPU; profile_name "auto" on a CPU means the tiny model (the file is then not for submission).
+    """
+    from helpers.knobs import check_knobs
+    from helpers.runs import RunConfig
+
+    check_knobs(**{name: value for name, value in knobs.items() if name != "spread"},
+                **({"seed": seed} if seed is not None else {}))
+    if not homework:
+        return RunConfig(profile=profile_name or "auto", data=_text(data_path), test_prompts=_text(test_path),
+                         seed=0 if seed is None else seed, **knobs)
+    preset = load_homework_preset(homework)
+    if data_path is None or test_path is None:
+        data_path, test_path = preset.find_data(OUTPUTS_DIR / "course-data" / preset.name)
+    if profile_name in (None, "auto"):
+        profile_name = None if has_gpu() else "tiny"
+    return RunConfig(profile=profile_name, homework=preset.name, student_id=student_id, data=str(data_path),
+                     test_prompts=str(test_path), split_rule=preset.split_rule,
+                     seed=preset.seed if seed is None else seed, **knobs)
+
+
+def _text(path) -> str | None:
+    return None if path is None else str(path)

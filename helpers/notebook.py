@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 # bitsandbytes prints a CPU-kernel warning on every import of peft/trl; silence it before they load.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+# tqdm.auto warns (with this machine's path) when ipywidgets is missing; the helpers turn progress bars off anyway.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from typing import TYPE_CHECKING  # noqa: E402
 

@@ -1,5 +1,6 @@
 """Every notebook's Colab and Kaggle badges and its install cell, generated from helpers.install.REPO_URL: one
-address for all of them (`python -m helpers notebooks --check|--write`)."""
+address for all of them (`python -m helpers notebooks --check|--write`; --write also strips an executor's run
+metadata, so re-execute a notebook in place with papermill, then run it)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,22 @@ def synced(nb, name: str):
         if _is_install_cell(cell):
             cell.source = install_cell()
             break
+    strip_run_metadata(fresh)
     return fresh
+
+
+def strip_run_metadata(nb) -> None:
+    """Drop what an executor records about one run (papermill's timings, execution stamps, kernel versions), so a
+    notebook re-executed in place differs from the committed one only where its source or outputs do."""
+    nb.metadata.pop("papermill", None)
+    if "language_info" in nb.metadata:
+        info = nb.metadata["language_info"]
+        nb.metadata["language_info"] = {k: info[k] for k in ("name", "pygments_lexer") if k in info}
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
 
 
 def sync_notebooks(folder: Path = NOTEBOOKS_DIR, write: bool = False) -> list[str]:
