@@ -189,4 +189,5 @@ def notebook_config(homework: str | None, profile_name: str | None = "auto", dat
 
 
 def _text(path) -> str | None:
+    """A path as text for RunConfig (None stays None)."""
     return None if path is None else str(path)

@@ -80,7 +80,12 @@ def show_user_errors_as_one_line() -> None:
         return
     from helpers.errors import UserError
 
-    shell.set_custom_exc((UserError,), lambda shell, etype, value, tb, tb_offset=None: [f"error: {value}"])
+    def one_line(shell, etype, value, tb, tb_offset=None) -> list[str]:
+        lines = [f"error: {value}"]
+        shell._showtraceback(etype, value, lines)  # IPython leaves showing it to the handler
+        return lines
+
+    shell.set_custom_exc((UserError,), one_line)
 
 
 def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:

@@ -48,8 +48,8 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
         "sft_stage": profile.run_sft,
         "pairs": {"rows": rows, "data_size": size, "split_rule": config.split_rule,
                   "support_preferred": data.n_support_preferred(size, config.support_ratio, rule=config.split_rule)},
-        "held_out": (holdout_plan(config, rows)["note"] if config.homework and not config.eval_data
-                     else str(config.eval_data or "assets/data/eval_data.json")),
+        "held_out": (holdout_plan(config, rows) if config.homework and not config.eval_data
+                     else {"method": "file", "note": str(config.eval_data or "assets/data/eval_data.json")}),
         "dpo_config": arguments,
         "dpo_precision": precision_note,
         "result_file": result_name,
@@ -73,7 +73,7 @@ def plan_text(plan: dict) -> str:
     lines += [f"sft stage     {'yes' if plan['sft_stage'] else 'no'}",
               f"pairs         {pairs['data_size']} of {pairs['rows']} rows, {pairs['support_preferred']} prefer support "
               f"(split rule {pairs['split_rule']})",
-              f"held out      {plan['held_out']}",
+              f"held out      {plan['held_out']['note']}",
               f"result file   {plan['result_file']}",
               f"DPOConfig     (precision: {plan['dpo_precision']})"]
     lines += [f"  {k} = {v!r}" for k, v in plan["dpo_config"].items()]
@@ -87,4 +87,7 @@ def plan_text(plan: dict) -> str:
         lines.append(f"memory        ~{gib['total']:.1f} GiB estimated peak ({parts}); {verdict} a T4's "
                      f"{plan['t4_gib']:g} GiB; {memory['parameters'] / 1e9:.2f}B parameters, "
                      f"{memory['lora_parameters'] / 1e6:.1f}M in LoRA, {memory['tokens_per_step']} tokens per step")
+        if plan["held_out"]["method"] == "kfold":
+            lines.append(f"              the k-fold measurement keeps a second copy of the weights: "
+                         f"+{gib['weights']:.1f} GiB (--holdout none, or a data_size below the row count, avoids it)")
     return "\n".join(lines)
