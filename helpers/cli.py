@@ -26,6 +26,7 @@ def _data_convert(args: argparse.Namespace) -> int:
 
 def run_config(args: argparse.Namespace) -> "RunConfig":
     """The RunConfig the command line asks for: every knob checked; a homework's defaults where not given."""
+    from helpers.errors import UserError
     from helpers.knobs import KNOBS, KnobError
     from helpers.runs import RunConfig
 
@@ -37,7 +38,7 @@ def run_config(args: argparse.Namespace) -> "RunConfig":
     if args.support_ratio is None and not args.dry_run:
         raise KnobError(f"support_ratio (--support-ratio) is missing; allowed: {KNOBS['support_ratio'].allowed()}")
     if args.out is None and not args.dry_run:
-        raise KnobError("--out is missing: name the run folder to write (or pass --dry-run)")
+        raise UserError("--out is missing: name the run folder to write (or pass --dry-run)")
     knobs = {name: KNOBS[name].parse(getattr(args, name))
              for name in ("support_ratio", "data_size", "num_epoch", "beta", "learning_rate", "seed")
              if getattr(args, name) is not None}
@@ -132,8 +133,8 @@ def _notebooks(args: argparse.Namespace) -> int:
 
 def _add_homework_options(parser: argparse.ArgumentParser) -> None:
     """--homework and what goes with it, shared by run and sweep."""
-    parser.add_argument("--homework", choices=("hw6", "hw7"), default=None,
-                        help="the course's preset: its model, data files, split, seed and result file "
+    parser.add_argument("--homework", default=None,
+                        help="hw6 or hw7, the course's preset: its model, data files, split, seed and result file "
                              "(add --profile tiny to run the path on a CPU)")
     parser.add_argument("--student-id", default=None, help="hw7 names its result file after it")
     parser.add_argument("--data", default=None, help="labelled rows, homework schema (bundled)")

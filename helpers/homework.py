@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import data
-from helpers.config import HOMEWORK_SYSTEM_PROMPT, OUTPUTS_DIR, Profile, ProfileError, has_gpu, load_profile
+from helpers.config import (HOMEWORK_SYSTEM_PROMPT, OUTPUTS_DIR, Profile, ProfileError, has_gpu, load_profile,
+                            resolve_profile_name)
 from helpers.errors import UserError
 from helpers.files import write_text_atomic
 from helpers.knobs import check_student_id
@@ -175,9 +176,9 @@ def notebook_config(homework: str | None, profile_name: str | None = "auto", dat
 
     check_knobs(**{name: value for name, value in knobs.items() if name != "spread"},
                 **({"seed": seed} if seed is not None else {}))
-    if not homework:
-        return RunConfig(profile=profile_name or "auto", data=_text(data_path), test_prompts=_text(test_path),
-                         seed=0 if seed is None else seed, **knobs)
+    if not homework:  # the resolved profile's name ("tiny"), so runs saved by one notebook are found by the next
+        return RunConfig(profile=resolve_profile_name(profile_name), data=_text(data_path),
+                         test_prompts=_text(test_path), seed=0 if seed is None else seed, **knobs)
     preset = load_homework_preset(homework)
     if data_path is None or test_path is None:
         data_path, test_path = preset.find_data(OUTPUTS_DIR / "course-data" / preset.name)

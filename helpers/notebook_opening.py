@@ -69,6 +69,9 @@ def strip_run_metadata(nb) -> None:
         cell.metadata.pop("execution", None)
         if cell.metadata.get("tags") == []:
             del cell.metadata["tags"]
+        if cell.cell_type == "code":  # a progress bar redrawn with carriage returns is noise once committed
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr"
+                                                            and "%|" in o.text and "\r" in o.text)]
 
 
 def sync_notebooks(folder: Path = NOTEBOOKS_DIR, write: bool = False) -> list[str]:

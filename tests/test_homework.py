@@ -186,6 +186,24 @@ def test_missing_student_id_fails_fast_and_writes_nothing(tmp_path):
     assert not out.exists() and not list(tmp_path.glob("None_hw7*"))
 
 
+@pytest.mark.parametrize("args, words", [
+    (["--homework", "hw6"], ["hw6's model MediaTek-Research/Breeze-7B-Instruct-v0_1 needs a CUDA GPU", "--profile tiny"]),
+    (["--homework", "hw9"], ["unknown homework 'hw9'", "hw6, hw7"]),
+    (["--homework", "hw7", "--profile", "tiny"], ["needs the course's files", "train.json", "test.json"]),
+], ids=["course-model-on-cpu", "unknown-homework", "no-course-files"])
+def test_homework_requests_fail_in_one_line(args, words, tmp_path, capsys, monkeypatch):
+    from helpers import homework
+
+    monkeypatch.setattr(homework, "has_gpu", lambda: False)  # as on this CPU
+    files = [] if "hw7" in args else ["--data", str(BUNDLED / "labelled_data.json"),
+                                      "--test-prompts", str(BUNDLED / "test_prompt.json")]
+    out = tmp_path / "run"
+    assert cli.main(["run", *args, *files, "--support-ratio", "0.1", "--out", str(out)]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and all(word in lines[0] for word in words), lines
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_papermill_parameter_is_checked_in_one_line(tmp_path):
     """A bad -p value stops notebook 04 at the check after its parameters cell, with one line, before any model."""
