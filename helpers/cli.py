@@ -1,5 +1,5 @@
 """The command line: `python -m helpers data check|convert`, `run`, `sweep`, `bench`, `bench-data`, `export`,
-`build-tiny`."""
+`build-tiny`, `notebooks`."""
 
 from __future__ import annotations
 
@@ -30,14 +30,42 @@ def _data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from helpers.runs import RunConfig, check_resume, check_run_request, metrics_table
+def run_config(args: argparse.Namespace) -> "RunConfig":
+    """The RunConfig the command line asks for: every knob checked; a homework's defaults where not given."""
+    from helpers.errors import UserError
+    from helpers.knobs import KNOBS, KnobError
+    from helpers.runs import RunConfig
 
-    config = RunConfig(profile=args.profile, support_ratio=args.support_ratio, data_size=args.data_size,
-                       num_epoch=args.num_epoch, beta=args.beta, learning_rate=args.learning_rate,
-                       spread=args.spread, data=args.data, eval_data=args.eval_data,
-                       test_prompts=args.test_prompts, seed=args.seed, model=args.model,
-                       skip_bad_rows=args.skip_bad_rows)
+    preset = None
+    if args.homework:
+        from helpers.homework import load_homework_preset
+
+        preset = load_homework_preset(args.homework)
+    if args.support_ratio is None and not args.dry_run:
+        raise KnobError(f"support_ratio (--support-ratio) is missing; allowed: {KNOBS['support_ratio'].allowed()}")
+    if args.out is None and not args.dry_run:
+        raise UserError("--out is missing: name the run folder to write (or pass --dry-run)")
+    knobs = {name: KNOBS[name].parse(getattr(args, name))
+             for name in ("support_ratio", "data_size", "num_epoch", "beta", "learning_rate", "seed")
+             if getattr(args, name) is not None}
+    knobs.setdefault("support_ratio", 1.0)
+    knobs.setdefault("seed", preset.seed if preset else 0)
+    return RunConfig(profile=args.profile if preset else (args.profile or "auto"), spread=args.spread,
+                     data=args.data, eval_data=args.eval_data, test_prompts=args.test_prompts, model=args.model,
+                     homework=args.homework, student_id=args.student_id, holdout=args.holdout,
+                     split_rule=args.split_rule or (preset.split_rule if preset else "exact"),
+                     skip_bad_rows=args.skip_bad_rows, **knobs)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from helpers.runs import check_resume, check_run_request, metrics_table
+
+    config = run_config(args)
+    if args.dry_run:
+        from helpers.plan import plan_text, run_plan
+
+        print(plan_text(run_plan(config, args.out or "OUT")))
+        return 0
     skipped = _skipped_inputs(config)
     if args.resume:  # other settings, or a folder in use, are refused here, before the heavy imports
         check_resume(config, Path(args.out), echo=lambda _: None)
@@ -55,6 +83,10 @@ def _run(args: argparse.Namespace) -> int:
         write_jsonl_atomic(Path(args.out) / "skipped_rows.jsonl", skipped.rows)
     print(metrics_table(metrics).round(3).to_string())
     print(f"total {metrics['timings']['total']:.1f} s; results in {args.out}")
+    if config.homework:
+        print(f"result file: {Path(args.out) / config.answers_file_name(metrics['n_train_pairs'])}")
+        if metrics["model"]["warning"]:
+            print(metrics["model"]["warning"], file=sys.stderr)
     return 0
 
 
@@ -79,7 +111,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
     sizes = [None if s in ("all", "") else int(s) for s in args.data_sizes.split(",")]
     table = run_sweep(args.profile, parse_numbers(args.ratios), Path(args.out), parse_numbers(args.num_epochs),
-                      sizes, parse_numbers(args.seeds, int), beta=args.beta, overwrite=args.overwrite)
+                      sizes, parse_numbers(args.seeds, int) if args.seeds else None, beta=args.beta,
+                      overwrite=args.overwrite, homework=args.homework, student_id=args.student_id,
+                      data=args.data, test_prompts=args.test_prompts)
     plot_sweep(table).savefig(Path(args.out) / "sweep.png", dpi=120)
     columns = ["support_ratio", "num_epoch", "data_size", "seed", "reused", "sft_support_rate", "dpo_support_rate",
                "dpo_generated_support_rate", "dpo_repetition", "dpo_seconds"]
@@ -124,14 +158,25 @@ def _build_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"support ratio must be a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"support ratio must be from 0 to 1, got {text}")
-    return value
+def _notebooks(args: argparse.Namespace) -> int:
+    from helpers.notebook_opening import sync_notebooks
+
+    changed = sync_notebooks(write=args.write)
+    for name in changed:
+        print(f"{'rewrote' if args.write else 'out of date'}: {name}")
+    if not changed:
+        print("every notebook's badges and install cell match helpers/install.py")
+    return 1 if changed and not args.write else 0
+
+
+def _add_homework_options(parser: argparse.ArgumentParser) -> None:
+    """--homework and what goes with it, shared by run and sweep."""
+    parser.add_argument("--homework", default=None,
+                        help="hw6 or hw7, the course's preset: its model, data files, split, seed and result file "
+                             "(add --profile tiny to run the path on a CPU)")
+    parser.add_argument("--student-id", default=None, help="hw7 names its result file after it")
+    parser.add_argument("--data", default=None, help="labelled rows, homework schema (bundled)")
+    parser.add_argument("--test-prompts", default=None, help="prompts to answer (bundled)")
 
 
 SKIP_HELP = "leave invalid rows out and report them, instead of refusing the file"
@@ -159,19 +204,26 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(func=_data_convert)
 
     run = commands.add_parser("run", help="base -> SFT -> DPO, each stage measured; writes DIR/metrics.json")
-    run.add_argument("--profile", default="auto", help="tiny, qwen2.5-0.5b, breeze-7b, ... (auto: by hardware)")
-    run.add_argument("--support-ratio", type=_ratio, required=True, help="share of pairs preferring support")
-    run.add_argument("--data-size", type=int, default=None, help="how many labelled rows to train on (all)")
-    run.add_argument("--num-epoch", type=float, default=3, help="DPO epochs (3)")
-    run.add_argument("--beta", type=float, default=None, help="DPO beta (the profile's, 0.1)")
-    run.add_argument("--learning-rate", type=float, default=None, help="DPO learning rate (the profile's)")
+    run.add_argument("--profile", default=None,
+                     help="tiny, qwen2.5-0.5b, breeze-7b, ... (auto: by hardware; with --homework: the course's)")
+    run.add_argument("--support-ratio", default=None, help="share of pairs preferring support, 0 to 1 (required)")
+    run.add_argument("--data-size", default=None, help="how many labelled rows to train on (all)")
+    run.add_argument("--num-epoch", default="3", help="DPO epochs, greater than 0 (3)")
+    run.add_argument("--beta", default=None, help="DPO beta, greater than 0 (the profile's, 0.1)")
+    run.add_argument("--learning-rate", default=None, help="DPO learning rate, greater than 0 (the profile's)")
     run.add_argument("--spread", action="store_true", help="spread support-preferred rows instead of a prefix")
-    run.add_argument("--data", default=None, help="labelled rows, homework schema (bundled)")
-    run.add_argument("--eval-data", default=None, help="held-out rows for measurement (bundled)")
-    run.add_argument("--test-prompts", default=None, help="prompts to answer (bundled)")
-    run.add_argument("--seed", type=int, default=0)
+    _add_homework_options(run)
+    run.add_argument("--eval-data", default=None, help="held-out rows for measurement (bundled; with --homework: "
+                                                       "rows of the labelled file, see --holdout)")
+    run.add_argument("--holdout", default="auto", help="homework runs: auto, rest, kfold-K or none (auto)")
+    run.add_argument("--split-rule", choices=("exact", "course"), default=None,
+                     help="exact decimal floor, or the course's int(data_size * support_ratio) (with --homework)")
+    run.add_argument("--seed", default=None, help="(0; with --homework: the course's 42)")
     run.add_argument("--model", default=None, help="a local model folder or hub id instead of the profile's")
-    run.add_argument("--out", required=True, help="the run folder to write")
+    run.add_argument("--out", default=None, help="the run folder to write (required unless --dry-run)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the resolved settings, the DPOConfig, the result file and a memory estimate; "
+                          "load nothing")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoint")
     run.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP + " of the data files; listed in "
@@ -179,12 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     sweep = commands.add_parser("sweep", help="one DPO run per knob setting, SFT trained once; sweep.json + sweep.png")
-    sweep.add_argument("--profile", default="auto")
+    sweep.add_argument("--profile", default=None, help="(auto: by hardware; with --homework: the course's model)")
     sweep.add_argument("--ratios", default="0,0.25,0.5,0.75,1", help="support ratios, comma-separated")
     sweep.add_argument("--num-epochs", default="3", help="DPO epochs, comma-separated")
     sweep.add_argument("--data-sizes", default="all", help="pair counts, comma-separated ('all' for every row)")
-    sweep.add_argument("--seeds", default="0", help="seeds, comma-separated")
+    sweep.add_argument("--seeds", default=None, help="seeds, comma-separated (0; with --homework: 42)")
     sweep.add_argument("--beta", type=float, default=None)
+    _add_homework_options(sweep)
     sweep.add_argument("--out", required=True)
     sweep.add_argument("--overwrite", action="store_true",
                        help="retrain points already saved in --out with the same settings (default: reuse them)")
@@ -213,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")
     build.set_defaults(func=_build_tiny)
+
+    notebooks = commands.add_parser("notebooks", help="check or rewrite every notebook's badges and install cell")
+    mode = notebooks.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--check", action="store_true", help="exit 1 if a notebook is out of date")
+    mode.add_argument("--write", action="store_true", help="rewrite the notebooks that are out of date")
+    notebooks.set_defaults(func=_notebooks)
     return parser
 
 

@@ -60,6 +60,7 @@ class Profile:
     grad_accum: int = 8
     max_length: int = 512
     optim: str = "adamw_torch"
+    warmup_ratio: float = 0.0  # share of the optimizer steps over which the learning rate rises from 0
     gradient_checkpointing: bool = False
     checkpoint_steps: int = 50  # keep a resumable checkpoint every N optimizer steps
     extra: dict = field(default_factory=dict)
@@ -156,6 +157,27 @@ PROFILES: dict[str, Profile] = {
             max_new_tokens=200,
             gen_batch_size=4,
             dpo_learning_rate=2e-4,
+            optim="paged_adamw_8bit",
+            gradient_checkpointing=True,
+        ),
+        Profile(
+            name="llama3-8b",
+            model_name="unsloth/llama-3-8b-Instruct",  # = meta-llama/Meta-Llama-3-8B-Instruct, ungated; HW7's model
+            memory="~6 GB for 4-bit weights, ~9 GB peak with QLoRA at batch 2 × 512 tokens: fits a T4 (15 GB)",
+            needs_gpu=True,
+            load_in_4bit=True,
+            run_sft=False,
+            # the ML2025 HW7 notebook's settings
+            lora_r=16,
+            lora_alpha=16,
+            lora_dropout=0.1,
+            lora_target_modules=LLAMA_TARGETS,
+            max_new_tokens=128,
+            gen_batch_size=4,
+            dpo_learning_rate=1e-4,
+            batch_size=2,
+            grad_accum=4,
+            warmup_ratio=0.1,
             optim="paged_adamw_8bit",
             gradient_checkpointing=True,
         ),

@@ -22,16 +22,17 @@ from helpers.data_formats import FORMATS, SFT_FORMATS, STANDARD_FORMATS, convert
 from helpers.data_rows import ROLES, Skipped, Where, _row_name, check_turns, iter_located, read_records
 from helpers.data_stream import DataReport, _examples, _none_left, _Progress, check_file, convert_file
 from helpers.errors import DataError
-from helpers.homework_data import (HOMEWORK_DATA_URL, HOMEWORK_FIELDS, clone_homework_data, load_eval_rows,
-                                   load_homework, load_probe_rows, load_test_prompts, make_preference_pairs,
-                                   make_sft_examples, n_support_preferred, select_languages)
+from helpers.homework_data import (COURSE_DATA, HOMEWORK_DATA_URL, HOMEWORK_FIELDS, SPLIT_RULES, clone_homework_data,
+                                   load_eval_rows, load_homework, load_probe_rows, load_test_prompts,
+                                   make_preference_pairs, make_sft_examples, n_support_preferred, select_languages)
 
 __all__ = [  # everything the notebooks, tests and other helpers import from helpers.data
-    "DATA_DIR", "FORMATS", "HOMEWORK_DATA_URL", "HOMEWORK_FIELDS", "ROLES", "SFT_FORMATS", "STANDARD_FORMATS",
-    "DataReport", "Skipped", "check_file", "check_prompt_lengths", "check_turns", "clone_homework_data",
-    "convert_file", "convert_rows", "detect_format", "iter_located", "load_eval_rows", "load_homework",
-    "load_preference_file", "load_probe_rows", "load_sft_file", "load_test_prompts", "make_preference_pairs", "make_sft_examples",
-    "n_support_preferred", "pairs_table", "read_records", "select_languages", "shorten",
+    "COURSE_DATA", "DATA_DIR", "FORMATS", "HOMEWORK_DATA_URL", "HOMEWORK_FIELDS", "ROLES", "SFT_FORMATS",
+    "SPLIT_RULES", "STANDARD_FORMATS", "DataReport", "Skipped", "check_file", "check_prompt_lengths", "check_turns",
+    "clone_homework_data", "convert_file", "convert_rows", "detect_format", "iter_located", "load_eval_rows",
+    "load_homework", "load_preference_file", "load_probe_rows", "load_sft_file", "load_test_prompts",
+    "make_preference_pairs", "make_sft_examples", "n_support_preferred", "pairs_table", "read_records",
+    "select_languages", "shorten",
 ]
 
 # ---------------------------------------------------------------- loading into memory

@@ -2,7 +2,8 @@
 
 The homework's rule: of the first data_size rows, the first int(data_size × support_ratio) prefer the support
 answer. The homework computes the product in binary floating point, where 0.58 is 0.57999…, so its code gives
-int(50 × 0.58) = 28. We floor the exact decimal product instead: 50 × 0.58 → 29 (see n_support_preferred).
+int(50 × 0.58) = 28. By default we floor the exact decimal product instead: 50 × 0.58 → 29; split_rule="course"
+(the homework presets' rule) gives the course's own pairs (see n_support_preferred).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from helpers.data_rows import (Located, Skipped, Where, _at, _distinct, _kind, _
 from helpers.errors import DataError, UserError
 
 HOMEWORK_DATA_URL = "https://github.com/Baiiiiiiiiii/GenAI_hw6_dataset.git"
+# The two courses' data repositories: (clone URL, the labelled file, the test-prompt file). Neither has held-out rows.
+COURSE_DATA = {
+    "hw6": (HOMEWORK_DATA_URL, "labelled_data.json", "test_prompt.json"),  # NTU GenAI 2024 HW6, on GitHub
+    "hw7": ("https://gitlab.com/lchengtw/ML2025Spring-HW7.git", "train.json", "test.json"),  # NTU ML2025 HW7, GitLab
+}
+SPLIT_RULES = ("exact", "course")  # floor of the exact decimal product, or the course's int(data_size * ratio)
 HOMEWORK_FIELDS = ("prompt", "support", "oppose")
 
 # ---------------------------------------------------------------- checking the homework's rows
@@ -133,12 +140,20 @@ def load_probe_rows(path: Where = None, skipped: Skipped | None = None) -> list[
     return _load_homework_file(path, "probe_data.json", (*HOMEWORK_FIELDS, "topic"), skipped)
 
 
-def clone_homework_data(dest: Path, url: str = HOMEWORK_DATA_URL, timeout: float = 60) -> Path:
-    """Shallow-clone the homework's public dataset repository into dest (kept if already there); return dest."""
-    dest = Path(dest)
-    if (dest / "labelled_data.json").exists():
+def clone_homework_data(dest: Path, url: str | None = None, timeout: float = 60, course: str = "hw6") -> Path:
+    """Shallow-clone a course's public data repository (hw6: GitHub, hw7: GitLab) into dest (kept if already there).
+
+    Offline, or when the clone fails, one line says what to download by hand and where to put it.
+    """
+    if course not in COURSE_DATA:
+        raise UserError(f"unknown course {course!r}; known: {', '.join(COURSE_DATA)}")
+    default_url, labelled, tests = COURSE_DATA[course]
+    url, dest = url or default_url, Path(dest)
+    if (dest / labelled).exists():
         return dest
-    hint = "offline? pass the path of a local copy of labelled_data.json instead"
+    page = url.removesuffix(".git")
+    hint = (f"offline? download {labelled} and {tests} from {page} by hand into {dest}, "
+            f"or pass their paths (--data/--test-prompts)")
     existed = dest.exists()
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     command = ["git", "clone", "--depth", "1", url, str(dest)]
@@ -155,22 +170,26 @@ def clone_homework_data(dest: Path, url: str = HOMEWORK_DATA_URL, timeout: float
         reason = f"no answer within {timeout:g} s" if result is None else (
             (result.stderr.strip().splitlines() or [f"git exited with {result.returncode}"])[-1])
         raise UserError(f"cannot clone {url} into {dest} ({reason}); {hint}")
-    if not (dest / "labelled_data.json").exists():
-        raise UserError(f"{url} was cloned into {dest} but has no labelled_data.json; {hint}")
+    if not (dest / labelled).exists():
+        raise UserError(f"{url} was cloned into {dest} but has no {labelled}; {hint}")
     return dest
 
 
 # ---------------------------------------------------------------- the homework's pairs
 
 
-def n_support_preferred(data_size: int, support_ratio: float, available: int | None = None) -> int:
-    """How many of the first data_size rows prefer support: floor(data_size × support_ratio), exactly.
+def n_support_preferred(data_size: int, support_ratio: float, available: int | None = None,
+                        rule: str = "exact") -> int:
+    """How many of the first data_size rows prefer support.
 
-    The homework writes int(data_size * support_ratio) in floating point, where 0.58 is stored as 0.57999…,
-    so 50 × 0.58 gives 28. We read the ratio as the decimal it was written as (Fraction(str(0.58)) = 29/50)
-    and floor the exact product: 50 × 0.58 → 29, 100 × 0.29 → 29 (float: 28), 10 × 0.3 → 3, 3 × 0.5 → 1,
-    10 × 0.25 → 2, 50 × 0 → 0, 50 × 1 → 50. `available` is how many rows there are (data_size may not exceed it).
+    rule="course" is the courses' own code, int(data_size * support_ratio) in binary floating point, where 0.58 is
+    stored as 0.57999…, so 50 × 0.58 gives 28 (and 30 × 0.7 gives 20). rule="exact" reads the ratio as the decimal
+    it was written as (Fraction(str(0.58)) = 29/50) and floors the exact product: 50 × 0.58 → 29, 100 × 0.29 → 29
+    (float: 28), 10 × 0.3 → 3, 3 × 0.5 → 1, 10 × 0.25 → 2, 50 × 0 → 0, 50 × 1 → 50. `available` is how many rows
+    there are (data_size may not exceed it).
     """
+    if rule not in SPLIT_RULES:
+        raise UserError(f"split_rule is {rule!r}; allowed: {', '.join(SPLIT_RULES)}")
     if isinstance(support_ratio, bool) or not isinstance(support_ratio, (numbers.Real, Decimal)):
         raise DataError(f"is {_kind(support_ratio)}; expected a number from 0 to 1", field="support_ratio")
     if math.isnan(support_ratio) or not 0 <= support_ratio <= 1:
@@ -181,21 +200,25 @@ def n_support_preferred(data_size: int, support_ratio: float, available: int | N
         raise DataError(f"is {data_size}; expected at least 1 row", field="data_size")
     if available is not None and data_size > available:
         raise DataError(f"is {data_size} but there are only {available} rows", field="data_size")
+    if rule == "course":
+        return int(data_size * support_ratio)
     return math.floor(int(data_size) * Fraction(str(support_ratio)))
 
 
 def make_preference_pairs(rows: list[dict], support_ratio: float, data_size: int | None = None,
-                          spread: bool = False, system_prompt: str | None = None) -> Dataset:
+                          spread: bool = False, system_prompt: str | None = None,
+                          split_rule: str = "exact") -> Dataset:
     """The homework's DPO pairs from its first data_size rows (None: all), in row order, conversational.
 
-    The first n_support_preferred(data_size, support_ratio) rows prefer support and the rest oppose, as in the
-    homework; spread=True instead spreads the same number of support rows evenly over the data_size rows (row i
-    prefers support when floor((i+1)·k/n) > floor(i·k/n)). Each record: prompt, chosen, rejected, id, preferred.
+    The first n_support_preferred(data_size, support_ratio, rule=split_rule) rows prefer support and the rest
+    oppose, as in the homework; spread=True instead spreads the same number of support rows evenly over the
+    data_size rows (row i prefers support when floor((i+1)·k/n) > floor(i·k/n)). Each record: prompt, chosen,
+    rejected, id, preferred.
     """
     rows = list(rows)
     _check_homework(rows, [f"index {i}" for i in range(len(rows))], None, HOMEWORK_FIELDS)
     size = len(rows) if data_size is None else data_size
-    k = n_support_preferred(size, support_ratio, available=len(rows))
+    k = n_support_preferred(size, support_ratio, available=len(rows), rule=split_rule)
     pairs = []
     for i, row in enumerate(rows[:size]):
         support = (i + 1) * k // size > i * k // size if spread else i < k

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 # bitsandbytes prints a CPU-kernel warning on every import of peft/trl; silence it before they load.
 logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+# tqdm.auto warns (with this machine's path) when ipywidgets is missing; the helpers turn progress bars off anyway.
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from typing import TYPE_CHECKING  # noqa: E402
 
@@ -65,9 +67,32 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+def show_user_errors_as_one_line() -> None:
+    """In a notebook, a UserError (a bad parameter, a missing file) shows as one line "error: …", not a traceback.
+
+    The cell still fails, so papermill stops there and nothing after it runs.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    from helpers.errors import UserError
+
+    def one_line(shell, etype, value, tb, tb_offset=None) -> list[str]:
+        lines = [f"error: {value}"]
+        shell._showtraceback(etype, value, lines)  # IPython leaves showing it to the handler
+        return lines
+
+    shell.set_custom_exc((UserError,), one_line)
+
+
 def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
     """Quiet logs, seed everything, pick the device and the profile ("auto": tiny on CPU, a real model on GPU)."""
     quiet_logs()
+    show_user_errors_as_one_line()
     import pandas as pd
 
     pd.set_option("display.max_colwidth", 160)  # show whole answers in tables

@@ -31,6 +31,8 @@ from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # 
                           check_resume, check_run_request, check_writable, hold_folder, is_main_process, is_same_run,
                           keep_earlier_run, list_runs, load_inputs, load_run, make_dir, make_room, metrics_table,
                           replace_dir, resolve_profile)
+from helpers.holdout import holdout_plan, kfold_tables, rest_tables
+from helpers.homework import model_record
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
@@ -59,14 +61,14 @@ def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Pr
     """support_rate on the held-out rows, plus the greedy answers to the test prompts and their stance/fluency."""
     if not is_main_process():  # evaluation runs once, on the main process
         return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
-    table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt)
+    table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt) if inputs.eval_rows else None
     kill_point("measure")  # the crash test's; nothing unless DPO_KILL_AT is set
     answers, ended = generate_with_ends(model, tokenizer, [r["prompt"] for r in inputs.test_rows],
                                         profile.system_prompt, max_new_tokens=profile.max_new_tokens,
                                         batch_size=profile.gen_batch_size, progress=progress)
-    metrics = {"support_rate": support_rate(table), "logp_gap": logp_gap(table),
+    metrics = {**({"support_rate": support_rate(table), "logp_gap": logp_gap(table)} if table is not None else {}),
                **generation_metrics(judge, answers, ended)}
-    return StageResult(metrics=metrics, answers=answers, logps=table)
+    return StageResult(metrics=metrics, answers=answers, logps=table if table is not None else pd.DataFrame())
 
 
 def add_fluency(stages: dict[str, StageResult], profile: Profile, tokenizer, inputs: Inputs,
@@ -90,12 +92,21 @@ def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
 
 def add_reward_metrics(stage: StageResult, reference: StageResult, preferred: list[str], beta: float) -> None:
     """Add pair_accuracy and mean_margin of a stage against the reference stage (SFT, or base when SFT is off)."""
+    if reference.logps.empty:  # nothing was held out to measure on
+        return
     stage.metrics.update(implicit_reward_metrics(stage.logps, reference.logps, preferred, beta))
 
 
 def eval_preferences(inputs: Inputs, config: RunConfig) -> list[str]:
     """Which answer each held-out row prefers under the run's support_ratio rule (its trained direction)."""
-    pairs = data.make_preference_pairs(inputs.eval_rows, config.support_ratio, spread=config.spread)
+    return preferences_of(inputs.eval_rows, config)
+
+
+def preferences_of(rows: list[dict], config: RunConfig) -> list[str]:
+    """Which answer each of these rows prefers under the run's support_ratio and split rule ([] for no rows)."""
+    if not rows:
+        return []
+    pairs = data.make_preference_pairs(rows, config.support_ratio, spread=config.spread, split_rule=config.split_rule)
     return list(pairs["preferred"])
 
 
@@ -178,17 +189,22 @@ def save_answers(name: str, rows: list[dict], answers: list[str], profile: Profi
 def save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str, StageResult],
              logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None = None,
              timings: dict[str, float] | None = None, sft_dir: Path | None = None,
-             resumed_from: str | None = None) -> dict:
+             resumed_from: str | None = None, extra: dict | None = None) -> dict:
     """Write metrics.json, the answers (also under the homework's file name), the logs and the adapter; COMPLETE last,
-    listing every file with its size. Refused if another live process holds the folder."""
+    listing every file with its size. Refused if another live process holds the folder.
+
+    extra goes into metrics.json as it is (the held-out rows, the split). A homework run writes its course's result
+    file (helpers.homework) instead of the generic one.
+    """
     with hold_folder(Path(out_dir)):
         return _save_run(make_dir(Path(out_dir)), config, inputs, stages, logs, judge_acc, dpo_model, timings,
-                         sft_dir, resumed_from)
+                         sft_dir, resumed_from, extra)
 
 
 def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str, StageResult],
               logs: dict[str, list[dict]], judge_acc: float, dpo_model: torch.nn.Module | None,
-              timings: dict[str, float] | None, sft_dir: Path | None, resumed_from: str | None) -> dict:
+              timings: dict[str, float] | None, sft_dir: Path | None, resumed_from: str | None,
+              extra: dict | None) -> dict:
     """save_run's writes, in order, once the folder is held."""
     (out_dir / COMPLETE_MARKER).unlink(missing_ok=True)
     write_json_atomic(out_dir / "config.json", asdict(config))
@@ -200,15 +216,24 @@ def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str
         "n_eval_rows": len(inputs.eval_rows),
         "timings": {k: round(v, 2) for k, v in (timings or {}).items()},
         "resumed_from": resumed_from,  # the DPO checkpoint a --resume continued from
-        "model": model_origin(resolve_profile(config)),  # the weights that really produced these answers
+        "model": {**model_record(resolve_profile(config, check_hardware=False), config.homework),
+                  "weights": model_origin(resolve_profile(config, check_hardware=False))},  # what really answered
         "environment": environment_facts(),
+        **(extra or {}),
     }
     answers = [{"id": row["id"], "prompt": row["prompt"], **{name: s.answers[i] for name, s in stages.items()}}
                for i, row in enumerate(inputs.test_rows)]
     homework = [{"id": a["id"], "prompt": a["prompt"], "base_answer": a["base"], "trained_answer": a["dpo"]}
                 for a in answers]
     write_json_atomic(out_dir / "answers.json", answers)
-    write_json_atomic(out_dir / config.answers_file_name(len(inputs.train_rows)), homework)
+    if config.homework:
+        from helpers.homework import load_homework_preset
+
+        load_homework_preset(config.homework).write_result(
+            out_dir, inputs.test_rows, [a["base"] for a in answers], [a["dpo"] for a in answers], config.num_epoch,
+            config.data_size or len(inputs.train_rows), config.support_ratio, config.student_id)
+    else:
+        write_json_atomic(out_dir / config.answers_file_name(len(inputs.train_rows)), homework)
     write_json_atomic(out_dir / "logs.json", logs)
     kill_point("save-run")  # the crash test's; nothing unless DPO_KILL_AT is set
     if dpo_model is not None and hasattr(dpo_model, "peft_config"):
@@ -267,7 +292,9 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
         timings["eval_sft"] = time.perf_counter() - clock
     else:
         model = load_model(profile, trainable=True)
-    return Prepared(profile, tokenizer, inputs, judge, judge_accuracy(judge, inputs.eval_rows), stages,
+    held_apart = inputs.eval_rows and inputs.holdout["method"] == "file"  # held-out labelled rows trained the judge
+    judge_acc = judge_accuracy(judge, inputs.eval_rows) if held_apart else None
+    return Prepared(profile, tokenizer, inputs, judge, judge_acc, stages,
                     prepare_for_dpo(model, profile), logs, timings,
                     sft_dir=None if profile.load_in_4bit else sft_dir)
 
@@ -284,7 +311,8 @@ def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bo
     """run_dpo's steps, once the folder is held."""
     profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
-                                       spread=config.spread, system_prompt=profile.system_prompt)
+                                       spread=config.spread, system_prompt=profile.system_prompt,
+                                       split_rule=config.split_rule)
     if is_main_process():
         check_out_dir(Path(out_dir), config, overwrite)
         check_writable(Path(out_dir))
@@ -293,6 +321,21 @@ def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bo
     model = copy_model(prepared.start_model) if fresh_copy else prepared.start_model
     timings = dict(prepared.timings)
     clock = time.perf_counter()
+    plan = holdout_plan(config, len(inputs.train_rows)) if config.homework and not config.eval_data else None
+    if plan and plan["method"] == "rest" and plan == inputs.holdout:  # every stage was measured on these rows
+        plan = None
+    measured = None
+    if plan and plan["method"] == "kfold":  # before the main run: each fold starts from the untouched base model
+        def train_fold(fold_pairs, name: str) -> torch.nn.Module:
+            set_seed(config.seed)
+            return train_dpo(copy_model(prepared.start_model), prepared.tokenizer, fold_pairs, profile,
+                             Path(out_dir) / "checkpoints" / name, beta=beta, num_epochs=config.num_epoch,
+                             learning_rate=config.learning_rate, seed=config.seed).model
+
+        measured = kfold_tables(plan, inputs.train_rows, pairs, prepared.tokenizer, profile.system_prompt,
+                                train_fold)
+        timings["holdout"] = time.perf_counter() - clock
+        clock = time.perf_counter()
     set_seed(config.seed)
     checkpoints = Path(out_dir) / "checkpoints" / "dpo"  # `run --resume` continues from the newest one
     result = train_dpo(model, prepared.tokenizer, pairs, profile, checkpoints, beta=beta,
@@ -304,17 +347,28 @@ def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bo
     clock = time.perf_counter()
     stages = {name: copy.deepcopy(stage) for name, stage in prepared.stages.items()}
     stages["dpo"] = measure_stage(result.model, prepared.tokenizer, inputs, profile, prepared.judge)
+    preferred = eval_preferences(inputs, config)
+    if plan and plan["method"] == "rest":
+        measured = rest_tables(plan, inputs.train_rows, result.model, prepared.tokenizer, profile.system_prompt,
+                               lambda rows: preferences_of(rows, config))
+    if measured is not None:  # the held-out labelled rows: the base model is the trained one with its adapter off
+        for name, table in zip(("dpo", "base"), measured[:2]):
+            stages[name].logps = table
+            stages[name].metrics.update(support_rate=support_rate(table), logp_gap=logp_gap(table))
+        preferred = measured[2]
     timings["eval_dpo"] = time.perf_counter() - clock
     reference = stages.get("sft", stages["base"])
-    preferred = eval_preferences(inputs, config)
     for stage in stages.values():
         add_reward_metrics(stage, reference, preferred, beta)
     add_fluency(stages, profile, prepared.tokenizer, inputs)
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
     logs = {**prepared.logs, "dpo": result.log_history}
+    extra = {"holdout": plan or inputs.holdout,
+             "split": {"rule": config.split_rule, "pairs": len(pairs),
+                       "support_preferred": sum(p == "support" for p in pairs["preferred"])}}
     metrics = save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
-                       sft_dir=prepared.sft_dir, resumed_from=result.resumed_from)
+                       sft_dir=prepared.sft_dir, resumed_from=result.resumed_from, extra=extra)
     drop_checkpoints(Path(out_dir))
     return metrics
 

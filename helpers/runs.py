@@ -18,13 +18,14 @@ from helpers.files import read_json
 from helpers.folders import MARKER as COMPLETE_MARKER  # written last: a run folder without it was interrupted
 from helpers.folders import check_not_held, hold_lock, incomplete_reason, is_complete
 from helpers.folders import replace_dir  # noqa: F401 (imported from here too)
+from helpers.knobs import check_knobs
 
 
 @dataclass
 class RunConfig:
-    """The knobs of one run: the homework's three, DPO's two, the data files and the seed."""
+    """The knobs of one run: the homework's three, DPO's two, the data files and the seed (checked when made)."""
 
-    profile: str = "tiny"
+    profile: str | None = "tiny"  # None with a homework: the course's own model
     support_ratio: float = 1.0  # share of training pairs that prefer the support answer
     data_size: int | None = None  # how many labelled rows become pairs (None: all of them)
     num_epoch: float = 3  # DPO epochs
@@ -37,15 +38,28 @@ class RunConfig:
     seed: int = 0
     model: str | None = None  # a local folder or hub id instead of the profile's model
     skip_bad_rows: bool = False  # leave invalid rows of the data files out (listed in skipped_rows.jsonl), not refuse
+    homework: str | None = None  # "hw6" or "hw7": the course's preset (helpers.homework)
+    student_id: str | None = None  # hw7 names its result file after it
+    split_rule: str = "exact"  # "course": int(data_size * support_ratio) in floating point, as the course's code
+    holdout: str = "auto"  # homework runs: rows held out for measuring ("auto", "rest", "kfold-K", "none")
+
+    def __post_init__(self) -> None:
+        check_knobs(support_ratio=self.support_ratio, data_size=self.data_size, num_epoch=self.num_epoch,
+                    beta=self.beta, learning_rate=self.learning_rate, seed=self.seed)
 
     def answers_file_name(self, n_rows: int) -> str:
-        """The homework's result file name, epoch-{num_epoch}_size-{data_size}_ratio-{support_ratio}.json."""
+        """The result file's name: the homework preset's, else epoch-{num_epoch}_size-{data_size}_ratio-{ratio}.json."""
         size = self.data_size or n_rows
+        if self.homework:
+            from helpers.homework import load_homework_preset
+
+            return load_homework_preset(self.homework).result_file_name(self.num_epoch, size, self.support_ratio,
+                                                                        self.student_id)
         return f"epoch-{_num(self.num_epoch)}_size-{size}_ratio-{_num(self.support_ratio)}.json"
 
     def run_name(self, n_rows: int) -> str:
         """A folder name that says what the run was."""
-        name = f"{self.profile}_" + self.answers_file_name(n_rows).removesuffix(".json")
+        name = f"{self.profile or self.homework}_" + self.answers_file_name(n_rows).removesuffix(".json")
         return name + (f"_seed-{self.seed}" if self.seed else "")
 
 
@@ -63,27 +77,47 @@ class Inputs:
     test_rows: list[dict]
     files: dict[str, str] = field(default_factory=dict)
     skipped: data.Skipped | None = None  # the rows left out, with skip_bad_rows
+    holdout: dict = field(default_factory=lambda: {"method": "file"})  # how eval_rows were chosen
 
 
 def load_inputs(config: RunConfig) -> Inputs:
     """Load and validate the training, held-out and test files named by the config (the bundled ones by default),
-    keeping the rows in the profile's languages (an English-only model gets the English rows); with skip_bad_rows,
-    their bad rows are left out and recorded in Inputs.skipped."""
+    keeping the rows in the profile's languages (an English-only model gets the English rows; rows with no `lang`
+    are kept); with skip_bad_rows, bad rows are left out and recorded in Inputs.skipped.
+
+    A homework run without --eval-data holds labelled rows out instead (helpers.holdout): the rows after the first
+    data_size ("rest"), or none here for a k-fold plan, which the DPO run measures itself.
+    """
+    from helpers.holdout import holdout_plan
+
     skipped = data.Skipped() if config.skip_bad_rows else None
-    languages = load_profile(config.profile, check_hardware=False).languages
+    languages = resolve_profile(config, check_hardware=False).languages
+    train_rows = data.select_languages(data.load_homework(config.data, skipped=skipped), languages)
+    if config.homework and config.eval_data is None:
+        plan = holdout_plan(config, len(train_rows))
+        eval_rows = train_rows[plan["first_row"]:] if plan["method"] == "rest" else []
+    else:
+        plan = {"method": "file"}
+        eval_rows = data.select_languages(data.load_eval_rows(config.eval_data, skipped=skipped), languages)
     return Inputs(
-        train_rows=data.select_languages(data.load_homework(config.data, skipped=skipped), languages),
-        eval_rows=data.select_languages(data.load_eval_rows(config.eval_data, skipped=skipped), languages),
+        train_rows=train_rows,
+        eval_rows=eval_rows,
         test_rows=data.select_languages(data.load_test_prompts(config.test_prompts, skipped=skipped), languages),
         files={"data": str(config.data or "bundled"), "eval_data": str(config.eval_data or "bundled"),
                "test_prompts": str(config.test_prompts or "bundled")},
         skipped=skipped,
+        holdout=plan,
     )
 
 
-def resolve_profile(config: RunConfig) -> Profile:
-    """The config's profile, with its model replaced when the config names one."""
-    profile = load_profile(config.profile)
+def resolve_profile(config: RunConfig, check_hardware: bool = True) -> Profile:
+    """The config's profile (a homework's: the course's, or the one swapped in), with --model's model if given."""
+    if config.homework:
+        from helpers.homework import load_homework_preset
+
+        profile = load_homework_preset(config.homework).training_profile(config.profile, check_hardware)
+    else:
+        profile = load_profile(config.profile, check_hardware)
     return profile.replace(model_name=config.model) if config.model else profile
 
 
@@ -94,10 +128,18 @@ def is_main_process() -> bool:
 
 def check_run_request(config: RunConfig, out_dir: Path, overwrite: bool = False) -> Profile:
     """Everything about a run that can be wrong before any model is loaded: profile, data, knobs, model, folder."""
+    if config.homework:
+        from helpers.homework import load_homework_preset
+
+        if config.data is None or config.test_prompts is None:
+            labelled, tests = load_homework_preset(config.homework).data_files
+            raise UserError(f"homework {config.homework} needs the course's files: pass --data DIR/{labelled} "
+                            f"and --test-prompts DIR/{tests} (a clone of the course's data)")
+        config.answers_file_name(0)  # a missing or unusable student_id fails here
     profile = resolve_profile(config)
     inputs = load_inputs(config)
     data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size, spread=config.spread,
-                               system_prompt=profile.system_prompt)
+                               system_prompt=profile.system_prompt, split_rule=config.split_rule)
     from helpers.models import check_reachable, model_source  # transformers: only once the cheap checks pass
 
     check_reachable(model_source(profile))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.files import write_json_atomic
+from helpers.homework import load_homework_preset
 from helpers.pipeline import RunConfig, ensure_dpo_run, hold_folder, prepare
 
 STAGE_COLUMNS = ("support_rate", "generated_support_rate", "pair_accuracy", "mean_margin", "mean_answer_chars",
@@ -25,35 +26,42 @@ def sweep_record(config: RunConfig, metrics: dict, reused: bool = False) -> dict
     return record
 
 
-def run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list[float] = (3,),
-              data_sizes: list[int | None] = (None,), seeds: list[int] = (0,), beta: float | None = None,
-              overwrite: bool = False, runs_dir: Path | None = None, echo=print) -> pd.DataFrame:
+def run_sweep(profile: str | None, ratios: list[float], out_dir: Path, num_epochs: list[float] = (3,),
+              data_sizes: list[int | None] = (None,), seeds: list[int] | None = None, beta: float | None = None,
+              overwrite: bool = False, runs_dir: Path | None = None, echo=print, homework: str | None = None,
+              student_id: str | None = None, data: str | None = None, test_prompts: str | None = None) -> pd.DataFrame:
     """Every combination of the knobs; the SFT stage is trained (or loaded) once per seed and reused by all points.
 
     Each point is a run folder in runs_dir (default out_dir/runs); a point whose folder already holds a complete run
-    with the same settings is reused, not retrained, unless overwrite.
+    with the same settings is reused, not retrained, unless overwrite. With a homework, every point is that course's
+    run (its split, seed, held-out rows and result file; profile None: the course's model).
     """
     out_dir = Path(out_dir)
     with hold_folder(out_dir):  # a second sweep into out_dir is refused while this one runs
-        return _run_sweep(profile, ratios, out_dir, num_epochs, data_sizes, seeds, beta, overwrite,
-                          Path(runs_dir) if runs_dir is not None else out_dir / "runs", echo)
+        return _run_sweep(ratios, out_dir, num_epochs, data_sizes, seeds, beta, overwrite,
+                          Path(runs_dir) if runs_dir is not None else out_dir / "runs", echo,
+                          dict(profile=profile if homework else (profile or "auto"), homework=homework,
+                               student_id=student_id, data=data, test_prompts=test_prompts,
+                               split_rule="course" if homework else "exact"))
 
 
-def _run_sweep(profile: str, ratios: list[float], out_dir: Path, num_epochs: list[float],
-               data_sizes: list[int | None], seeds: list[int], beta: float | None, overwrite: bool, runs_dir: Path,
-               echo) -> pd.DataFrame:
-    """run_sweep's loop, once out_dir is held."""
+def _run_sweep(ratios: list[float], out_dir: Path, num_epochs: list[float], data_sizes: list[int | None],
+               seeds: list[int] | None, beta: float | None, overwrite: bool, runs_dir: Path, echo,
+               shared: dict) -> pd.DataFrame:
+    """run_sweep's loop, once out_dir is held; `shared` holds the RunConfig fields every point has in common."""
+    if seeds is None:  # a homework trains with its course's seed
+        seeds = [load_homework_preset(shared["homework"]).seed if shared["homework"] else 0]
     records, start = [], time.perf_counter()
     for seed in seeds:
-        prepared = prepare(RunConfig(profile=profile, seed=seed), echo=lambda _: None)
+        prepared = prepare(RunConfig(seed=seed, **shared), echo=lambda _: None)
         for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios):
-            config = RunConfig(profile=profile, support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta,
-                               seed=seed)
+            config = RunConfig(support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta, seed=seed,
+                               **shared)
             folder = runs_dir / config.run_name(len(prepared.inputs.train_rows))
             metrics, reused = ensure_dpo_run(prepared, config, folder, overwrite=overwrite, echo=echo)
             records.append(sweep_record(config, metrics, reused))
             echo(f"ratio {ratio:g} epochs {epochs:g} size {records[-1]['data_size']} seed {seed}: "
-                 f"support_rate {records[-1]['dpo_support_rate']:.2f}{' (saved run)' if reused else ''}")
+                 f"support_rate {records[-1].get('dpo_support_rate', float('nan')):.2f}{' (saved run)' if reused else ''}")
     table = pd.DataFrame(records)
     write_json_atomic(out_dir / "sweep.json", {"points": records, "seconds": round(time.perf_counter() - start, 1)})
     return table

@@ -20,6 +20,7 @@ from helpers.folders import file_problem, set_aside
 from helpers.killpoints import arm_trainer
 from helpers.models import adapter_config
 from helpers.runs import is_main_process
+from helpers.trainer_args import common_args, dpo_arguments, precision_flags  # noqa: F401 (also used from here)
 
 
 @dataclass
@@ -38,39 +39,6 @@ class TrainResult:
         """The last logged training loss."""
         losses = [entry["loss"] for entry in self.log_history if "loss" in entry]
         return losses[-1] if losses else None
-
-
-def precision_flags() -> dict:
-    """bf16 on GPUs that have it, fp16 on older ones (T4), neither on a CPU (TRL would default to bf16)."""
-    if not torch.cuda.is_available():
-        return {"bf16": False, "fp16": False, "use_cpu": True}
-    bf16 = torch.cuda.is_bf16_supported()
-    return {"bf16": bf16, "fp16": not bf16}
-
-
-def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, learning_rate: float,
-                seed: int) -> dict:
-    """Trainer settings shared by SFT and DPO."""
-    return dict(
-        output_dir=str(output_dir),
-        num_train_epochs=num_epochs,
-        learning_rate=learning_rate,
-        per_device_train_batch_size=profile.batch_size,
-        gradient_accumulation_steps=profile.grad_accum,
-        optim=profile.optim,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        logging_steps=1,  # every step, so the notebooks can plot the curves
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=True,  # progress tables and bars do not survive notebook re-execution checks
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        ddp_find_unused_parameters=False,  # LoRA uses every adapter weight in every step
-        activation_checkpointing=profile.gradient_checkpointing,  # trades compute for memory on 7B models
-        **precision_flags(),
-    )
 
 
 def checkpointing(every: int | None) -> dict:
@@ -94,18 +62,8 @@ def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = No
                loss_weights: list[float] | None = None, precompute_ref_log_probs: bool = False,
                **overrides) -> DPOConfig:
     """DPOConfig for the profile; loss_type defaults to the profile's (tiny: DPO + an SFT term on chosen)."""
-    loss_type = list(loss_type or profile.dpo_loss_type)
-    if loss_weights is None and list(profile.dpo_loss_type) == loss_type and profile.dpo_loss_weights:
-        loss_weights = list(profile.dpo_loss_weights)
-    settings = common_args(profile, output_dir, num_epochs, learning_rate or profile.dpo_learning_rate, seed)
-    return DPOConfig(
-        **{**settings, **overrides},
-        beta=profile.beta if beta is None else beta,  # how far the policy may drift from the reference
-        loss_type=loss_type,
-        loss_weights=loss_weights,
-        max_length=profile.max_length,
-        precompute_ref_log_probs=precompute_ref_log_probs,
-    )
+    return DPOConfig(**dpo_arguments(profile, output_dir, beta, num_epochs, learning_rate, seed, loss_type,
+                                     loss_weights, precompute_ref_log_probs, **overrides))
 
 
 def _quiet(trainer) -> None:

@@ -51,6 +51,7 @@ def test_run_rejects_an_unwritable_output_folder(tmp_path):
     assert_one_line_error(done, "cannot write the run folder")
 
 
-def test_bad_support_ratio_is_a_usage_error(tmp_path):
+def test_bad_support_ratio_is_one_line_naming_the_knob(tmp_path):
     done, _ = run("run", "--support-ratio", "1.5", "--out", str(tmp_path / "x"))
-    assert done.returncode == 2 and "support ratio must be from 0 to 1" in done.stderr
+    assert_one_line_error(done, "support_ratio (--support-ratio) is 1.5", "at least 0 and at most 1")
+    assert not (tmp_path / "x").exists()

@@ -239,7 +239,7 @@ def test_clone_failure_says_what_to_do_offline(tmp_path):
     with pytest.raises(UserError) as caught:
         data.clone_homework_data(tmp_path / "hw", url=f"file://{tmp_path}/no-such-repo.git")
     message = str(caught.value)
-    assert "local copy" in message and "\n" not in message
+    assert "by hand" in message and "\n" not in message
     assert not (tmp_path / "hw").exists()
 
 
@@ -249,7 +249,7 @@ def test_clone_timeout_is_a_user_error(tmp_path, monkeypatch):
         raise subprocess.TimeoutExpired(args[0], kwargs["timeout"])
 
     monkeypatch.setattr(homework_data.subprocess, "run", too_slow)
-    with pytest.raises(UserError, match="no answer within 60 s.*local copy"):
+    with pytest.raises(UserError, match="no answer within 60 s.*by hand"):
         data.clone_homework_data(tmp_path / "hw")
 
 

@@ -1,0 +1,62 @@
+"""The arguments of the trainers' configs (TrainingArguments, DPOConfig), built from a profile without importing
+TRL: `run --dry-run` shows them in seconds, and helpers.training passes the same ones to SFTConfig and DPOConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from helpers.config import Profile
+
+
+def precision_flags() -> dict:
+    """bf16 on GPUs that have it, fp16 on older ones (T4), neither on a CPU (TRL would default to bf16)."""
+    if not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False, "use_cpu": True}
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, learning_rate: float,
+                seed: int) -> dict:
+    """Trainer settings shared by SFT and DPO."""
+    return dict(
+        output_dir=str(output_dir),
+        num_train_epochs=num_epochs,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=profile.batch_size,
+        gradient_accumulation_steps=profile.grad_accum,
+        optim=profile.optim,
+        lr_scheduler_type="linear",
+        warmup_steps=profile.warmup_ratio,  # a float below 1 is a share of the steps (warmup_ratio)
+        logging_steps=1,  # every step, so the notebooks can plot the curves
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,  # progress tables and bars do not survive notebook re-execution checks
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # LoRA uses every adapter weight in every step
+        activation_checkpointing=profile.gradient_checkpointing,  # trades compute for memory on 7B models
+        **precision_flags(),
+    )
+
+
+def dpo_arguments(profile: Profile, output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
+                  learning_rate: float | None = None, seed: int = 0, loss_type: list[str] | None = None,
+                  loss_weights: list[float] | None = None, precompute_ref_log_probs: bool = False,
+                  **overrides) -> dict:
+    """Every argument dpo_config passes to DPOConfig (what `run --dry-run` shows)."""
+    loss_type = list(loss_type or profile.dpo_loss_type)
+    if loss_weights is None and list(profile.dpo_loss_type) == loss_type and profile.dpo_loss_weights:
+        loss_weights = list(profile.dpo_loss_weights)
+    settings = common_args(profile, output_dir, num_epochs, learning_rate or profile.dpo_learning_rate, seed)
+    return dict(
+        **{**settings, **overrides},
+        beta=profile.beta if beta is None else beta,  # how far the policy may drift from the reference
+        loss_type=loss_type,
+        loss_weights=loss_weights,
+        max_length=profile.max_length,
+        precompute_ref_log_probs=precompute_ref_log_probs,
+    )
