@@ -33,8 +33,9 @@ def _data_convert(args: argparse.Namespace) -> int:
 def run_config(args: argparse.Namespace) -> "RunConfig":
     """The RunConfig the command line asks for: every knob checked; a homework's defaults where not given."""
     from helpers.errors import UserError
+    from helpers.config import resolve_profile_name
     from helpers.knobs import KNOBS, KnobError
-    from helpers.runs import RunConfig
+    from helpers.runs import RunConfig, default_num_epoch
 
     preset = None
     if args.homework:
@@ -50,7 +51,9 @@ def run_config(args: argparse.Namespace) -> "RunConfig":
              if getattr(args, name) is not None}
     knobs.setdefault("support_ratio", 1.0)
     knobs.setdefault("seed", preset.seed if preset else 0)
-    return RunConfig(profile=args.profile if preset else (args.profile or "auto"), spread=args.spread,
+    profile = args.profile if preset else resolve_profile_name(args.profile or "auto")
+    knobs.setdefault("num_epoch", default_num_epoch(profile, args.homework))
+    return RunConfig(profile=profile, spread=args.spread,
                      data=args.data, eval_data=args.eval_data, test_prompts=args.test_prompts, model=args.model,
                      homework=args.homework, student_id=args.student_id, holdout=args.holdout,
                      split_rule=args.split_rule or (preset.split_rule if preset else "exact"),
@@ -208,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tiny, qwen2.5-0.5b, breeze-7b, ... (auto: by hardware; with --homework: the course's)")
     run.add_argument("--support-ratio", default=None, help="share of pairs preferring support, 0 to 1 (required)")
     run.add_argument("--data-size", default=None, help="how many labelled rows to train on (all)")
-    run.add_argument("--num-epoch", default="3", help="DPO epochs, greater than 0 (3)")
+    run.add_argument("--num-epoch", default=None, help="DPO epochs, greater than 0 (the profile's: 3; smollm2-135m 1)")
     run.add_argument("--beta", default=None, help="DPO beta, greater than 0 (the profile's, 0.1)")
     run.add_argument("--learning-rate", default=None, help="DPO learning rate, greater than 0 (the profile's)")
     run.add_argument("--spread", action="store_true", help="spread support-preferred rows instead of a prefix")

@@ -52,6 +52,7 @@ class Profile:
     sft_learning_rate: float = 2e-4
     # DPO
     dpo_learning_rate: float = 2e-4
+    dpo_epochs: float = 3  # a run's num_epoch when none is asked for (the homework's default is 3)
     dpo_loss_type: tuple[str, ...] = ("sigmoid",)
     dpo_loss_weights: tuple[float, ...] | None = None
     beta: float = 0.1
@@ -110,6 +111,7 @@ PROFILES: dict[str, Profile] = {
             max_new_tokens=64,
             gen_batch_size=24,
             dpo_learning_rate=5e-4,
+            dpo_epochs=1,
             dpo_loss_type=("sigmoid", "sft"),
             dpo_loss_weights=(1.0, 1.0),
             beta=0.1,

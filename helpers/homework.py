@@ -172,18 +172,24 @@ def notebook_config(homework: str | None, profile_name: str | None = "auto", dat
     and its model on a GPU; profile_name "auto" on a CPU means the tiny model (the file is then not for submission).
     """
     from helpers.knobs import check_knobs
-    from helpers.runs import RunConfig
+    from helpers.runs import RunConfig, default_num_epoch
 
-    check_knobs(**{name: value for name, value in knobs.items() if name != "spread"},
+    check_knobs(**{name: value for name, value in knobs.items()
+                   if name != "spread" and not (name == "num_epoch" and value is None)},  # None: the profile's
                 **({"seed": seed} if seed is not None else {}))
     if not homework:  # the resolved profile's name ("tiny"), so runs saved by one notebook are found by the next
-        return RunConfig(profile=resolve_profile_name(profile_name), data=_text(data_path),
-                         test_prompts=_text(test_path), seed=0 if seed is None else seed, **knobs)
+        profile = resolve_profile_name(profile_name)
+        if knobs.get("num_epoch") is None:  # None in a parameters cell: the profile's epochs
+            knobs["num_epoch"] = default_num_epoch(profile)
+        return RunConfig(profile=profile, data=_text(data_path), test_prompts=_text(test_path),
+                         seed=0 if seed is None else seed, **knobs)
     preset = load_homework_preset(homework)
     if data_path is None or test_path is None:
         data_path, test_path = preset.find_data(OUTPUTS_DIR / "course-data" / preset.name)
     if profile_name in (None, "auto"):
         profile_name = None if has_gpu() else "tiny"
+    if knobs.get("num_epoch") is None:
+        knobs["num_epoch"] = default_num_epoch(profile_name, preset.name)
     return RunConfig(profile=profile_name, homework=preset.name, student_id=student_id, data=str(data_path),
                      test_prompts=str(test_path), split_rule=preset.split_rule,
                      seed=preset.seed if seed is None else seed, **knobs)

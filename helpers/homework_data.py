@@ -115,19 +115,28 @@ def _load_homework_file(path: Where, default: str, fields: tuple[str, ...],
     return records
 
 
-def load_homework(path: Where = None, skipped: Skipped | None = None) -> list[dict]:
-    """The homework's labelled rows {id, prompt, support, oppose} (default DATA_DIR/labelled_data.json), validated."""
-    return _load_homework_file(path, "labelled_data.json", HOMEWORK_FIELDS, skipped)
+def load_homework(path: Where = None, skipped: Skipped | None = None,
+                  languages: tuple[str, ...] | None = None) -> list[dict]:
+    """The homework's labelled rows {id, prompt, support, oppose} (default DATA_DIR/labelled_data.json), validated;
+    with languages, only the rows in them (see select_languages)."""
+    rows = _load_homework_file(path, "labelled_data.json", HOMEWORK_FIELDS, skipped)
+    return rows if languages is None else select_languages(rows, languages)
 
 
-def load_test_prompts(path: Where = None, skipped: Skipped | None = None) -> list[dict]:
-    """The homework's test prompts {id, prompt} (default DATA_DIR/test_prompt.json), validated."""
-    return _load_homework_file(path, "test_prompt.json", ("prompt",), skipped)
+def load_test_prompts(path: Where = None, skipped: Skipped | None = None,
+                      languages: tuple[str, ...] | None = None) -> list[dict]:
+    """The homework's test prompts {id, prompt} (default DATA_DIR/test_prompt.json), validated; with languages, only
+    the prompts in them."""
+    rows = _load_homework_file(path, "test_prompt.json", ("prompt",), skipped)
+    return rows if languages is None else select_languages(rows, languages)
 
 
-def load_eval_rows(path: Where = None, skipped: Skipped | None = None) -> list[dict]:
-    """Held-out rows in the labelled schema (default DATA_DIR/eval_data.json), validated."""
-    return _load_homework_file(path, "eval_data.json", HOMEWORK_FIELDS, skipped)
+def load_eval_rows(path: Where = None, skipped: Skipped | None = None,
+                   languages: tuple[str, ...] | None = None) -> list[dict]:
+    """Held-out rows in the labelled schema (default DATA_DIR/eval_data.json), validated; with languages, only the rows
+    in them."""
+    rows = _load_homework_file(path, "eval_data.json", HOMEWORK_FIELDS, skipped)
+    return rows if languages is None else select_languages(rows, languages)
 
 
 def select_languages(rows: list[dict], languages: tuple[str, ...] | list[str]) -> list[dict]:
@@ -135,9 +144,12 @@ def select_languages(rows: list[dict], languages: tuple[str, ...] | list[str]) -
     return [row for row in rows if "lang" not in row or row["lang"] in languages]
 
 
-def load_probe_rows(path: Where = None, skipped: Skipped | None = None) -> list[dict]:
-    """Held-out rows on neighbouring topics, the labelled schema plus `topic` (default DATA_DIR/probe_data.json)."""
-    return _load_homework_file(path, "probe_data.json", (*HOMEWORK_FIELDS, "topic"), skipped)
+def load_probe_rows(path: Where = None, skipped: Skipped | None = None,
+                    languages: tuple[str, ...] | None = None) -> list[dict]:
+    """Held-out rows on neighbouring topics, the labelled schema plus `topic` (default DATA_DIR/probe_data.json); with
+    languages, only the rows in them."""
+    rows = _load_homework_file(path, "probe_data.json", (*HOMEWORK_FIELDS, "topic"), skipped)
+    return rows if languages is None else select_languages(rows, languages)
 
 
 def clone_homework_data(dest: Path, url: str | None = None, timeout: float = 60, course: str = "hw6") -> Path:

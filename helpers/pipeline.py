@@ -164,6 +164,14 @@ def train_sft_cache(folder: Path, profile: Profile, train_rows: list[dict], seed
     return result.model, result, folder
 
 
+def get_start_model(profile: Profile, train_rows: list[dict], seed: int = 0
+                    ) -> tuple[torch.nn.Module, TrainResult | None, Path | None]:
+    """Where DPO starts: the SFT model (cached) when the profile runs SFT, else the base model (no SFT result/folder)."""
+    if profile.run_sft:
+        return get_sft_model(profile, train_rows, seed)
+    return load_model(profile, trainable=True), None, None
+
+
 # --- saved runs ---------------------------------------------------------------------------------------------
 
 
@@ -397,7 +405,7 @@ def run_pipeline(config: RunConfig, out_dir: Path, overwrite: bool = False, echo
 
 def ensure_run(config: RunConfig, runs_dir: Path = OUTPUTS_DIR / "runs", echo=print) -> dict:
     """A saved run with these settings, loaded by name, or made now (reusing the cached SFT stage) if missing."""
-    name = config.run_name(len(data.load_homework(config.data)))
+    name = config.run_name(len(load_inputs(config).train_rows))  # the rows it trains on (English-only: the English)
     folder = Path(runs_dir) / name
     if is_same_run(folder, config):
         return load_run(folder)

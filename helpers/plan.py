@@ -22,7 +22,10 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
 
     profile = resolve_profile(config, check_hardware=False)
     preset = load_homework_preset(config.homework) if config.homework else None
-    rows = len(data.load_homework(config.data)) if config.data else (preset.rows if preset else 140)
+    if config.data or not preset:  # the rows this run really trains on (an English-only profile: the English ones)
+        rows = len(data.select_languages(data.load_homework(config.data), profile.languages))
+    else:
+        rows = preset.rows
     size = config.data_size or rows
     arguments = dpo_arguments(profile, Path(out_dir) / "checkpoints" / "dpo", config.beta, config.num_epoch,
                               config.learning_rate, config.seed)

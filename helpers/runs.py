@@ -92,22 +92,27 @@ def load_inputs(config: RunConfig) -> Inputs:
 
     skipped = data.Skipped() if config.skip_bad_rows else None
     languages = resolve_profile(config, check_hardware=False).languages
-    train_rows = data.select_languages(data.load_homework(config.data, skipped=skipped), languages)
+    train_rows = data.load_homework(config.data, skipped=skipped, languages=languages)
     if config.homework and config.eval_data is None:
         plan = holdout_plan(config, len(train_rows))
         eval_rows = train_rows[plan["first_row"]:] if plan["method"] == "rest" else []
     else:
         plan = {"method": "file"}
-        eval_rows = data.select_languages(data.load_eval_rows(config.eval_data, skipped=skipped), languages)
+        eval_rows = data.load_eval_rows(config.eval_data, skipped=skipped, languages=languages)
     return Inputs(
         train_rows=train_rows,
         eval_rows=eval_rows,
-        test_rows=data.select_languages(data.load_test_prompts(config.test_prompts, skipped=skipped), languages),
+        test_rows=data.load_test_prompts(config.test_prompts, skipped=skipped, languages=languages),
         files={"data": str(config.data or "bundled"), "eval_data": str(config.eval_data or "bundled"),
                "test_prompts": str(config.test_prompts or "bundled")},
         skipped=skipped,
         holdout=plan,
     )
+
+
+def default_num_epoch(profile: str | None, homework: str | None = None) -> float:
+    """The DPO epochs of a run that asks for none: its profile's (3 for the tiny and GPU profiles, as the homework)."""
+    return resolve_profile(RunConfig(profile=profile, homework=homework), check_hardware=False).dpo_epochs
 
 
 def resolve_profile(config: RunConfig, check_hardware: bool = True) -> Profile:
