@@ -6,14 +6,17 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from helpers.judge import StanceJudge
 from helpers.templates import chat_messages, encode_prompt_completion, render_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @torch.no_grad()

@@ -6,11 +6,15 @@ import copy
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
 from helpers.config import TINY_MODEL, Profile, pick_dtype
 from helpers.errors import UserError
+
+if TYPE_CHECKING:  # transformers' model classes are imported where a model is loaded: they pull in torch's compiler
+    from transformers import BitsAndBytesConfig, PreTrainedTokenizerBase
 
 
 def is_offline() -> bool:
@@ -66,6 +70,8 @@ def quantization_config(profile: Profile) -> BitsAndBytesConfig | None:
     """QLoRA's 4-bit NF4 with double quantization, computing in the GPU's 16-bit type; None for other profiles."""
     if not profile.load_in_4bit:
         return None
+    from transformers import BitsAndBytesConfig
+
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
@@ -101,6 +107,8 @@ def load_tokenizer(profile: Profile) -> PreTrainedTokenizerBase:
     """The profile's tokenizer, padding on the left for generation, with a pad token that is not EOS if possible."""
     source = model_source(profile)
     check_reachable(source)
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=profile.trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -119,6 +127,8 @@ def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainabl
         kwargs["quantization_config"] = quantization_config(profile)
     if on_gpu:
         kwargs["device_map"] = {"": torch.cuda.current_device()}
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if adapter_dir is not None:
         from peft import PeftModel

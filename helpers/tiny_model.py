@@ -9,13 +9,16 @@ import math
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
 
 from helpers.config import CACHE_DIR, DATA_DIR
 from helpers.folders import hold_lock, is_complete, keep_if_complete, staged_dir
 from helpers.killpoints import kill_point
+
+if TYPE_CHECKING:  # tokenizers and transformers are imported where the model is built or loaded
+    from transformers import PreTrainedTokenizerFast
 
 PAD_TOKEN = "<|endoftext|>"  # padding only, never the end of an answer
 BOS_TOKEN = "<|im_start|>"
@@ -78,6 +81,9 @@ def recipe_hash(texts: list[str], recipe: dict = RECIPE) -> str:
 
 def train_tokenizer(texts: list[str], recipe: dict = RECIPE) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE (no unknown tokens for any UTF-8 input) with ChatML special tokens."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
     settings = recipe["tokenizer"]
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -118,6 +124,8 @@ def partial_character_tokens(tokenizer: PreTrainedTokenizerFast) -> list[int]:
 
 def make_model(tokenizer: PreTrainedTokenizerFast, recipe: dict = RECIPE) -> torch.nn.Module:
     """A freshly initialised tiny Qwen2 causal LM sized for the tokenizer."""
+    from transformers import Qwen2Config
+
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         tie_word_embeddings=True,
@@ -126,6 +134,8 @@ def make_model(tokenizer: PreTrainedTokenizerFast, recipe: dict = RECIPE) -> tor
         bos_token_id=None,
         **recipe["model"],
     )
+    from transformers import AutoModelForCausalLM
+
     return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
 
 
@@ -232,6 +242,8 @@ def tiny_model_path(cache_dir: Path = CACHE_DIR, texts: list[str] | None = None)
 def load_tiny(path: Path | None = None) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """Load the cached tiny model and its tokenizer (builds them first if needed)."""
     path = Path(path) if path else tiny_model_path()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model, tokenizer

@@ -1,4 +1,7 @@
-"""SFT and DPO with TRL's trainers and a LoRA adapter (QLoRA for 4-bit profiles), configured from a profile."""
+"""SFT and DPO with TRL's trainers and a LoRA adapter (QLoRA for 4-bit profiles), configured from a profile.
+
+TRL, PEFT and transformers' Trainer are imported inside the functions that use them (about 10 s on 2 cores, most of
+it torch's compiler stack pulled in by transformers' model code), so importing this module costs only torch."""
 
 from __future__ import annotations
 
@@ -8,12 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import torch
-from datasets import Dataset
-from peft import PeftModel
-from transformers import PreTrainedTokenizerBase, TrainerCallback
-from transformers.trainer_callback import PrinterCallback, ProgressCallback
-from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 from helpers.config import Profile
 from helpers.folders import file_problem, set_aside
@@ -21,6 +21,11 @@ from helpers.killpoints import arm_trainer
 from helpers.models import adapter_config
 from helpers.runs import is_main_process
 from helpers.trainer_args import common_args, dpo_arguments, precision_flags  # noqa: F401 (also used from here)
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase, TrainerCallback
+    from trl import DPOConfig, DPOTrainer, SFTConfig
 
 
 @dataclass
@@ -49,6 +54,8 @@ def checkpointing(every: int | None) -> dict:
 def sft_config(profile: Profile, output_dir: str | Path, num_epochs: float | None = None,
                learning_rate: float | None = None, seed: int = 0, **overrides) -> SFTConfig:
     """SFTConfig for the profile: loss on the completion only, no packing."""
+    from trl import SFTConfig
+
     settings = common_args(profile, output_dir, num_epochs or profile.sft_epochs,
                            learning_rate or profile.sft_learning_rate, seed)
     return SFTConfig(**{**settings, **overrides},
@@ -62,12 +69,16 @@ def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = No
                loss_weights: list[float] | None = None, precompute_ref_log_probs: bool = False,
                **overrides) -> DPOConfig:
     """DPOConfig for the profile; loss_type defaults to the profile's (tiny: DPO + an SFT term on chosen)."""
+    from trl import DPOConfig
+
     return DPOConfig(**dpo_arguments(profile, output_dir, beta, num_epochs, learning_rate, seed, loss_type,
                                      loss_weights, precompute_ref_log_probs, **overrides))
 
 
 def _quiet(trainer) -> None:
     """Drop the callbacks that print a dict per step; the notebooks plot log_history instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     for callback in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(callback)
 
@@ -154,6 +165,8 @@ def train_sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, datase
               seed: int = 0, callbacks: list[TrainerCallback] | None = None, checkpoint_every: int | None = None,
               resume: bool = False) -> TrainResult:
     """Supervised fine-tuning of a new LoRA adapter on conversational prompt–completion examples."""
+    from trl import SFTTrainer
+
     args = sft_config(profile, output_dir, num_epochs, learning_rate, seed, **checkpointing(checkpoint_every))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=adapter_config(model, profile))
@@ -166,6 +179,8 @@ def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module
     A 4-bit model keeps its SFT adapter instead (merging into 4-bit weights rounds them); TRL then trains it
     further against a frozen copy of it, which is again the SFT model.
     """
+    from peft import PeftModel
+
     if isinstance(model, PeftModel) and not profile.load_in_4bit:
         model = model.merge_and_unload()
     return model
@@ -180,6 +195,8 @@ def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pair
                       **checkpointing(checkpoint_every), **config_overrides)
     # Without a PEFT model or peft_config, DPOTrainer would build its reference by reloading
     # model.config._name_or_path from disk or the hub, which is NOT the model in memory. Never let that happen.
+    from trl import DPOTrainer
+
     return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                       peft_config=adapter_config(model, profile))
 
