@@ -86,8 +86,11 @@ def plot_runs_side_by_side(tables: dict[str, pd.DataFrame], column: str = "suppo
     return ax.figure
 
 
+SWEEP_PANELS = ("support_rate", "probe_support_rate", "generated_support_rate")
+
+
 def plot_sweep(table: pd.DataFrame, summary: pd.DataFrame | None = None,
-               columns: tuple[str, ...] = ("support_rate", "probe_support_rate", "generated_support_rate")) -> plt.Figure:
+               columns: tuple[str, ...] = SWEEP_PANELS) -> plt.Figure:
     """DPO's measurements against support_ratio, one line per (epochs, pairs) setting, SFT as a dashed line; with a
     summary (helpers.sweep.sweep_summary), each point is the mean over seeds with its 95 % interval as an error bar
     and the SFT line has its interval as a band."""
@@ -101,7 +104,8 @@ def plot_sweep(table: pd.DataFrame, summary: pd.DataFrame | None = None,
                 ax.plot(mean.index, mean.values, marker="o", label=label)
                 continue
             rows = summary[(summary["stage"] == "dpo") & (summary["metric"] == column) &
-                           (summary["num_epoch"] == epochs) & (summary["data_size"] == size)].sort_values("support_ratio")
+                           (summary["num_epoch"] == epochs) & (summary["data_size"] == size)]
+            rows = rows.sort_values("support_ratio")
             errors = [(rows["mean"] - rows["low"]).clip(lower=0), (rows["high"] - rows["mean"]).clip(lower=0)]
             ax.errorbar(rows["support_ratio"], rows["mean"], yerr=errors, marker="o", capsize=3, label=label)
         if f"sft_{column}" in table:
@@ -167,7 +171,8 @@ def plot_probe_rates(rates: pd.DataFrame) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(10, 3.4))
     for i, name in enumerate(names):
         part = rates[rates["column"] == name].set_index("rows").reindex(groups)
-        errors = [(part["rate"] - part["low"]).clip(lower=0).fillna(0), (part["high"] - part["rate"]).clip(lower=0).fillna(0)]
+        errors = [(part["rate"] - part["low"]).clip(lower=0).fillna(0),
+                  (part["high"] - part["rate"]).clip(lower=0).fillna(0)]
         ax.bar([g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))], part["rate"], width,
                yerr=errors, capsize=2, color=palette[i % len(palette)], label=name)
     ax.set_xticks(range(len(groups)), groups, fontsize=9)
@@ -177,5 +182,23 @@ def plot_probe_rates(rates: pd.DataFrame) -> plt.Figure:
     ax.set_title("does the trained stance spread beyond its topic? (95 % interval over rows)", fontsize=10)
     ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.12))
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_differences(answers: pd.DataFrame) -> plt.Figure:
+    """One line per question and measurement of helpers.seeds.compare_questions: the difference (second setting
+    minus first) and its 95 % interval; filled where the interval excludes 0, hollow where it does not."""
+    rows = answers.iloc[::-1].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))
+    for y, row in rows.iterrows():
+        if pd.notna(row["low"]):
+            ax.plot([row["low"], row["high"]], [y, y], color="#e07a3f", linewidth=2)
+        filled = "#e07a3f" if row["tells_apart"] else "white"
+        ax.plot(row["difference"], y, "o", color="#e07a3f", markerfacecolor=filled)
+    ax.axvline(0, color="#444", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{q}: {m}" for q, m in zip(rows["question"], rows["metric"])], fontsize=8)
+    ax.set_xlabel("difference (second setting minus first), 95 % interval")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -97,26 +97,30 @@ def _prepare_key(config: RunConfig) -> RunConfig:
     return dataclasses.replace(config, **{k: getattr(RunConfig(), k) for k in DPO_KNOBS})
 
 
-def ensure_runs(configs: list[RunConfig], runs_dir: Path, overwrite: bool = False,
-                echo=print) -> list[tuple[RunConfig, Path, dict, bool]]:
+def ensure_runs(configs: list[RunConfig], runs_dir: Path, overwrite: bool = False, echo=print,
+                report=None) -> list[tuple[RunConfig, Path, dict, bool]]:
     """(config, folder, metrics, reused) per config: a complete run in runs_dir with the same settings is loaded,
     the others are made from one Prepared per seed (base and SFT measured once, SFT from its cache), made only when
-    a run is missing, and freed before the next seed's."""
+    a run is missing, and freed before the next seed's. report(config, folder, metrics, reused) is called as each
+    one is ready."""
     from helpers.pipeline import ensure_dpo_run, prepare
 
-    found, current = {}, (None, None)
+    found, current, n_rows = {}, (None, None), {}
     for index in sorted(range(len(configs)), key=lambda i: configs[i].seed):  # one seed's runs, then the next's
         config = configs[index]
         key = _prepare_key(config)
-        folder = Path(runs_dir) / config.run_name(len(load_inputs(key).train_rows))
+        if repr(key) not in n_rows:  # how many labelled rows the run's name counts
+            n_rows[repr(key)] = len(load_inputs(key).train_rows)
+        folder = Path(runs_dir) / config.run_name(n_rows[repr(key)])
         if not overwrite and is_same_run(folder, config):
             found[index] = (config, folder, read_json(folder / "metrics.json"), True)
-            continue
-        if current[0] != key:
-            current = (None, None)  # free the last seed's models first
-            current = (key, prepare(key, echo=lambda _: None))
-        metrics, reused = ensure_dpo_run(current[1], config, folder, overwrite=overwrite, echo=echo)
-        found[index] = (config, folder, metrics, reused)
+        else:
+            if current[0] != key:
+                current = (None, None)  # free the last seed's models first
+                current = (key, prepare(key, echo=lambda _: None))
+            found[index] = (config, folder, *ensure_dpo_run(current[1], config, folder, overwrite=overwrite, echo=echo))
+        if report is not None:
+            report(*found[index])
     return [found[i] for i in range(len(configs))]
 
 
@@ -131,7 +135,9 @@ def summarize_runs(folders: dict[int, Path], stages: tuple[str, ...] | None = No
     first = next(iter(runs.values())).metrics["stages"]
     rows = []
     for stage in [s for s in stages or first if s in first]:  # a profile without SFT has no "sft" stage
-        for metric in [m for m in metrics or first[stage] if any(m in r.metrics["stages"][stage] for r in runs.values())]:
+        measured = [m for m in metrics or first[stage]
+                    if any(m in r.metrics["stages"].get(stage, {}) for r in runs.values())]
+        for metric in measured:
             if metric.split("/", 1)[0] not in ROW_METRICS:  # a measurement with no per-row values
                 continue
             described = describe_seeds({s: r.value(stage, metric) for s, r in runs.items()},
@@ -156,39 +162,47 @@ def compare_runs(a: dict[int, Path], b: dict[int, Path], metric: str = "support_
     """Setting b minus setting a on one measurement of one stage, each given as seed → run folder: paired by seed,
     and by row where both runs measured the same rows; the interval is unavailable (NaN) when a run has no per-row
     values."""
-    runs = [{s: SavedRun.load(f) for s, f in side.items()} for side in (a, b)]
-    rows = [{s: r.per_row(stage, metric) for s, r in side.items()} for side in runs]
+    return _difference(*({s: SavedRun.load(f) for s, f in side.items()} for side in (a, b)), metric, stage, names)
+
+
+def _difference(a: dict[int, SavedRun], b: dict[int, SavedRun], metric: str, stage: str,
+                names: tuple[str, str]) -> Difference:
+    rows = [{s: r.per_row(stage, metric) for s, r in side.items()} for side in (a, b)]
     if any(v is None for side in rows for v in side.values()):
-        means = [sum(r.value(stage, metric) for r in side.values()) / len(side) for side in runs]
+        means = [_mean(side, stage, metric) for side in (a, b)]
         return Difference(metric, *names, means[1] - means[0], math.nan, math.nan, len(set(a) & set(b)),
                           bool(set(a) & set(b)), False,
                           note="a run was saved without per-row values; rerun it (overwrite) to get an interval")
     return paired_difference(rows[0], rows[1], metric, names)
 
 
+def _mean(runs: dict[int, SavedRun], stage: str, metric: str) -> float:
+    """The mean over seeds of one saved measurement."""
+    return sum(r.value(stage, metric) for r in runs.values()) / len(runs)
+
+
 def compare_questions(questions: dict[str, dict[str, dict]], seeds: list[int], runs_dir: Path,
-                     metrics: tuple[str, ...] = ("support_rate",), stage: str = "dpo", overwrite: bool = False,
-                     echo=print, **shared) -> pd.DataFrame:
+                      metrics: tuple[str, ...] = ("support_rate",), stage: str = "dpo", overwrite: bool = False,
+                      echo=print, **shared) -> pd.DataFrame:
     """Each question names two settings ({"1 epoch": {knobs}, "3 epochs": {knobs}}); both are run for every seed
-    (saved runs reused) and compared: one row per question and measurement with both means, the difference (second
-    minus first), its 95 % interval and the verdict sentence. shared: RunConfig fields every run has (profile, …)."""
+    (saved runs reused) and compared: one row per question and measurement with both means over the seeds, the
+    difference (second minus first), its 95 % interval and the verdict sentence. shared: the RunConfig fields every
+    run has (profile, …)."""
     keys = [(q, name, seed) for q, sides in questions.items() for name in sides for seed in seeds]
     made = ensure_runs([RunConfig(seed=seed, **shared, **questions[q][name]) for q, name, seed in keys],
                        runs_dir, overwrite, echo)
-    folders = {key: folder for key, (_, folder, _, _) in zip(keys, made)}
+    loaded = {key: SavedRun.load(folder) for key, (_, folder, _, _) in zip(keys, made)}
     rows = []
     for question, sides in questions.items():
         first, second = list(sides)
+        runs = [{s: loaded[question, name, s] for s in seeds} for name in (first, second)]
         for metric in metrics:
-            found = compare_runs({s: folders[question, first, s] for s in seeds},
-                                 {s: folders[question, second, s] for s in seeds}, metric, stage, (first, second))
-            means = [summarize_runs({s: folders[question, name, s] for s in seeds}, (stage,), (metric,))["mean"][0]
-                     for name in (first, second)]
+            found = _difference(*runs, metric, stage, (first, second))
             rows.append({"question": question, "metric": metric, "first": first, "second": second,
-                         "first_mean": means[0], "second_mean": means[1], "difference": found.difference,
-                         "low": found.low, "high": found.high, "n_seeds": found.n_seeds,
-                         "paired_rows": found.paired_rows, "tells_apart": found.tells_apart,
-                         "verdict": found.verdict()})
+                         "first_mean": _mean(runs[0], stage, metric), "second_mean": _mean(runs[1], stage, metric),
+                         "difference": found.difference, "low": found.low, "high": found.high,
+                         "n_seeds": found.n_seeds, "paired_rows": found.paired_rows,
+                         "tells_apart": found.tells_apart, "verdict": found.verdict()})
     return pd.DataFrame(rows)
 
 
@@ -205,3 +219,17 @@ def summary_table(summary: pd.DataFrame, metrics: tuple[str, ...] = PRINTED, dig
         "sd across seeds": rows["sd"].round(digits), "95 % interval": rows.apply(interval_text, axis=1),
         "per seed": rows["per_seed"].map(lambda v: " / ".join(f"{x:.{digits}f}" for x in v.values())),
     }).set_index(["stage", "metric"])
+
+
+def seed_table(folders: dict[int, Path], metric: str = "support_rate", stage: str = "dpo") -> pd.DataFrame:
+    """One measurement of one setting: a row per seed (its value and 95 % interval over rows), then the mean over
+    the seeds with the two-level interval."""
+    rows = {}
+    for seed, folder in sorted(folders.items()):
+        described = summarize_runs({seed: folder}, (stage,), (metric,)).iloc[0]
+        rows[f"seed {seed}"] = {"value": described["mean"], "low": described["low"], "high": described["high"],
+                                "interval": described["interval"]}
+    together = summarize_runs(folders, (stage,), (metric,)).iloc[0]
+    rows[f"mean of {len(folders)} seeds"] = {"value": together["mean"], "low": together["low"],
+                                             "high": together["high"], "interval": together["interval"]}
+    return pd.DataFrame(rows).T

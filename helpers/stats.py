@@ -118,7 +118,8 @@ class Difference:
         if self.tells_apart:
             way = "higher" if self.difference > 0 else "lower"
             return f"{span}: this data can tell the two settings apart ({self.metric} is {way} with {self.b}).{caveat}"
-        return f"{span}: this data cannot tell the two settings apart (the interval includes 0).{caveat}"
+        reaches = "reaches" if 0.0 in (self.low, self.high) else "includes"
+        return f"{span}: this data cannot tell the two settings apart (the interval {reaches} 0).{caveat}"
 
     def as_dict(self) -> dict:
         return {**asdict(self), "tells_apart": self.tells_apart, "verdict": self.verdict()}

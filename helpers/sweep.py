@@ -58,12 +58,15 @@ def _run_sweep(ratios: list[float], out_dir: Path, num_epochs: list[float], data
     start = time.perf_counter()
     configs = [RunConfig(support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta, seed=seed, **shared)
                for seed in seeds for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios)]
-    records = []
-    for config, folder, metrics, reused in ensure_runs(configs, runs_dir, overwrite, echo):
-        records.append({**sweep_record(config, metrics, reused), "run": folder.name})
-        echo(f"ratio {config.support_ratio:g} epochs {config.num_epoch:g} size {records[-1]['data_size']} seed "
-             f"{config.seed}: support_rate {records[-1].get('dpo_support_rate', float('nan')):.2f}"
+
+    def report(config: RunConfig, folder: Path, metrics: dict, reused: bool) -> None:
+        record = sweep_record(config, metrics, reused)
+        echo(f"ratio {config.support_ratio:g} epochs {config.num_epoch:g} size {record['data_size']} seed "
+             f"{config.seed}: support_rate {record.get('dpo_support_rate', float('nan')):.2f}"
              f"{' (saved run)' if reused else ''}")
+
+    records = [{**sweep_record(config, metrics, reused), "run": folder.name}
+               for config, folder, metrics, reused in ensure_runs(configs, runs_dir, overwrite, echo, report)]
     table = pd.DataFrame(records)
     summary = sweep_summary(table, runs_dir)
     write_json_atomic(out_dir / "sweep.json", {"points": records, "summary": json_records(summary),
