@@ -64,11 +64,16 @@ def _run(args: argparse.Namespace) -> int:
     from helpers.runs import check_resume, check_run_request, metrics_table
 
     config = run_config(args)
+    seeds = _seeds(args)
     if args.dry_run:
         from helpers.plan import plan_text, run_plan
 
         print(plan_text(run_plan(config, args.out or "OUT")))
+        if seeds:
+            print(f"seeds         {', '.join(map(str, seeds))}: one run each in OUT/seed-N, OUT/summary.json")
         return 0
+    if seeds:
+        return _run_seeds(args, config, seeds)
     skipped = _skipped_inputs(config)
     if args.resume:  # other settings, or a folder in use, are refused here, before the heavy imports
         check_resume(config, Path(args.out), echo=lambda _: None)
@@ -84,12 +89,44 @@ def _run(args: argparse.Namespace) -> int:
         from helpers.files import write_jsonl_atomic
 
         write_jsonl_atomic(Path(args.out) / "skipped_rows.jsonl", skipped.rows)
-    print(metrics_table(metrics).round(3).to_string())
-    print(f"total {metrics['timings']['total']:.1f} s; results in {args.out}")
+    table = metrics_table(metrics)
+    print(table[[c for c in table if "/" not in c]].round(3).to_string())
+    topics = [c for c in table if c.startswith("probe_support_rate/")]
+    if topics:  # the out-of-topic probes, per topic
+        print(table[topics].rename(columns=lambda c: c.split("/", 1)[1]).round(3).to_string())
+    print(f"total {metrics['timings']['total']:.1f} s; results in {args.out} (95 % intervals over rows: metrics.json)")
     if config.homework:
         print(f"result file: {Path(args.out) / config.answers_file_name(metrics['n_train_pairs'])}")
         if metrics["model"]["warning"]:
             print(metrics["model"]["warning"], file=sys.stderr)
+    return 0
+
+
+def _seeds(args: argparse.Namespace) -> list[int] | None:
+    """--seeds as a list of checked seeds (None without it); --seed and --seeds together are refused."""
+    if args.seeds is None:
+        return None
+    from helpers.errors import UserError
+    from helpers.knobs import KNOBS
+
+    if args.seed is not None:
+        raise UserError("pass --seed or --seeds, not both")
+    seeds = [KNOBS["seed"].parse(part.strip()) for part in args.seeds.split(",") if part.strip()]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds (--seeds) is {args.seeds!r}; allowed: distinct whole numbers, comma-separated (0,1,2)")
+    return seeds
+
+
+def _run_seeds(args: argparse.Namespace, config: RunConfig, seeds: list[int]) -> int:
+    """run --seeds: one run per seed in OUT/seed-N, then the summary over them."""
+    from helpers.seeds import check_seeds_request, summary_table
+
+    check_seeds_request(config, seeds, Path(args.out), args.overwrite or args.resume)  # before the heavy imports
+    from helpers.seeds import run_seeds
+
+    summary = run_seeds(config, seeds, Path(args.out), overwrite=args.overwrite, resume=args.resume)
+    print(summary_table(summary).to_string())
+    print(f"{len(seeds)} runs in {args.out}/seed-N; every measurement in {args.out}/summary.json")
     return 0
 
 
@@ -110,17 +147,21 @@ def _sweep(args: argparse.Namespace) -> int:
 
     check_not_held(Path(args.out))  # a sweep already writing --out: refused before the heavy imports
     from helpers.plots import plot_sweep
-    from helpers.sweep import parse_numbers, run_sweep
+    from helpers.sweep import parse_numbers, point_table, run_sweep, sweep_summary
 
     sizes = [None if s in ("all", "") else int(s) for s in args.data_sizes.split(",")]
     table = run_sweep(args.profile, parse_numbers(args.ratios), Path(args.out), parse_numbers(args.num_epochs),
                       sizes, parse_numbers(args.seeds, int) if args.seeds else None, beta=args.beta,
                       overwrite=args.overwrite, homework=args.homework, student_id=args.student_id,
                       data=args.data, test_prompts=args.test_prompts)
-    plot_sweep(table).savefig(Path(args.out) / "sweep.png", dpi=120)
+    summary = sweep_summary(table, Path(args.out) / "runs")
+    plot_sweep(table, summary).savefig(Path(args.out) / "sweep.png", dpi=120)
     columns = ["support_ratio", "num_epoch", "data_size", "seed", "reused", "sft_support_rate", "dpo_support_rate",
-               "dpo_generated_support_rate", "dpo_repetition", "dpo_seconds"]
+               "dpo_probe_support_rate", "dpo_generated_support_rate", "dpo_repetition", "dpo_seconds"]
     print(table[[c for c in columns if c in table]].round(3).to_string(index=False))
+    dpo = summary[summary["stage"] == "dpo"]
+    print(f"\nDPO per point over {table['seed'].nunique()} seed(s): mean and 95 % interval")
+    print(point_table(dpo).to_string())
     print(f"results in {args.out}/sweep.json and {args.out}/sweep.png")
     return 0
 
@@ -222,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--split-rule", choices=("exact", "course"), default=None,
                      help="exact decimal floor, or the course's int(data_size * support_ratio) (with --homework)")
     run.add_argument("--seed", default=None, help="(0; with --homework: the course's 42)")
+    run.add_argument("--seeds", default=None, help="several seeds, comma-separated (0,1,2): one run each in "
+                                                   "OUT/seed-N, summarised in OUT/summary.json (mean, spread, 95 %%)")
     run.add_argument("--model", default=None, help="a local model folder or hub id instead of the profile's")
     run.add_argument("--out", default=None, help="the run folder to write (required unless --dry-run)")
     run.add_argument("--dry-run", action="store_true",

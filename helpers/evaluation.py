@@ -60,18 +60,26 @@ def completion_logps(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
     return _scored(model, encoded, _pad_id(tokenizer), batch_size)
 
 
+def answer_fluency(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str],
+                   answers: list[str], system_prompt: str | None = None, batch_size: int = 16) -> np.ndarray:
+    """Per answer: its mean per-token log-probability under `model` (NaN for an empty answer); see fluency."""
+    encoded = [(tokenizer(render_prompt(tokenizer, chat_messages(p, system_prompt)), add_special_tokens=False)
+                ["input_ids"], tokenizer(a, add_special_tokens=False)["input_ids"]) for p, a in zip(prompts, answers)]
+    values = np.full(len(encoded), math.nan)
+    kept = [i for i, (_, c) in enumerate(encoded) if c]  # an empty answer has no tokens to score
+    if kept:
+        sums, counts = _scored(model, [encoded[i] for i in kept], _pad_id(tokenizer), batch_size)
+        values[kept] = sums / counts
+    return values
+
+
 def fluency(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, prompts: list[str], answers: list[str],
             system_prompt: str | None = None, batch_size: int = 16) -> float:
     """Mean per-token log-probability of generated answers under `model` (pass the untrained base model): how natural
     the text reads to the model it started from. Only the answer's own tokens are scored, not an end of turn, so a cut
     answer is not penalised here (`ended_rate` sees that). A looping answer can score high: read `repetition` too."""
-    encoded = [(tokenizer(render_prompt(tokenizer, chat_messages(p, system_prompt)), add_special_tokens=False)
-                ["input_ids"], tokenizer(a, add_special_tokens=False)["input_ids"]) for p, a in zip(prompts, answers)]
-    kept = [(p, c) for p, c in encoded if c]  # an empty answer has no tokens to score
-    if not kept:
-        return math.nan
-    sums, counts = _scored(model, kept, _pad_id(tokenizer), batch_size)
-    return float(np.mean(sums / counts))
+    values = answer_fluency(model, tokenizer, prompts, answers, system_prompt, batch_size)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
 def stance_logps(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, rows: list[dict],
@@ -98,17 +106,20 @@ def logp_gap(table: pd.DataFrame) -> float:
     return float((table["support_mean_logp"] - table["oppose_mean_logp"]).mean())
 
 
-def implicit_reward_metrics(policy: pd.DataFrame, reference: pd.DataFrame, preferred: list[str],
-                            beta: float) -> dict[str, float]:
-    """DPO's implicit reward beta·(log-ratio chosen − log-ratio rejected) per held-out pair, against the reference.
-
-    `preferred` says, per row, which answer the run was trained to prefer ("support" or "oppose").
-    Returns pair_accuracy (share of pairs with a positive margin) and mean_margin.
-    """
+def implicit_reward_margins(policy: pd.DataFrame, reference: pd.DataFrame, preferred: list[str],
+                            beta: float) -> np.ndarray:
+    """Per held-out pair: DPO's implicit reward margin beta·(log-ratio chosen − log-ratio rejected) against the
+    reference, where `preferred` says which answer ("support" or "oppose") the run was trained to prefer."""
     ratio_support = policy["support_logp"].to_numpy() - reference["support_logp"].to_numpy()
     ratio_oppose = policy["oppose_logp"].to_numpy() - reference["oppose_logp"].to_numpy()
     sign = np.array([1.0 if p == "support" else -1.0 for p in preferred])
-    margins = beta * sign * (ratio_support - ratio_oppose)
+    return beta * sign * (ratio_support - ratio_oppose)
+
+
+def implicit_reward_metrics(policy: pd.DataFrame, reference: pd.DataFrame, preferred: list[str],
+                            beta: float) -> dict[str, float]:
+    """pair_accuracy (share of held-out pairs with a positive implicit reward margin) and mean_margin."""
+    margins = implicit_reward_margins(policy, reference, preferred, beta)
     return {"pair_accuracy": float((margins > 0).mean()), "mean_margin": float(margins.mean())}
 
 
@@ -129,14 +140,18 @@ def judge_accuracy(judge: StanceJudge, rows: list[dict]) -> float:
     return float((np.array(judge.predict(texts)) == labels).mean())
 
 
-def repetition(answers: list[str], n: int = 3) -> float:
-    """Mean share of repeated character n-grams per answer: 0 for no repeats, near 1 for a looping answer."""
+def repetition_shares(answers: list[str], n: int = 3) -> list[float]:
+    """Per answer: its share of repeated character n-grams (NaN for an answer shorter than n characters)."""
     shares = []
     for answer in answers:
         grams = [answer[i:i + n] for i in range(len(answer) - n + 1)]
-        if grams:
-            counts = Counter(grams)
-            shares.append(sum(c - 1 for c in counts.values()) / len(grams))
+        shares.append(sum(c - 1 for c in Counter(grams).values()) / len(grams) if grams else math.nan)
+    return shares
+
+
+def repetition(answers: list[str], n: int = 3) -> float:
+    """Mean share of repeated character n-grams per answer: 0 for no repeats, near 1 for a looping answer."""
+    shares = [s for s in repetition_shares(answers, n) if not math.isnan(s)]
     return float(np.mean(shares)) if shares else 0.0
 
 

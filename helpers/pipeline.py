@@ -11,7 +11,7 @@ import os
 import platform
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -19,8 +19,9 @@ import torch
 
 from helpers import data
 from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
-from helpers.evaluation import (fluency, generation_metrics, implicit_reward_metrics, judge_accuracy, logp_gap,
-                                stance_logps, support_rate, train_stance_judge)
+from helpers.evaluation import (answer_fluency, generation_metrics, implicit_reward_margins, implicit_reward_metrics,
+                                judge_accuracy, judge_stances, logp_gap, repetition_shares, stance_logps,
+                                support_rate, train_stance_judge)
 from helpers.files import read_json, write_json_atomic
 from helpers.folders import is_complete, keep_if_complete, mark_complete, staged_dir
 from helpers.generation import generate_with_ends
@@ -33,6 +34,7 @@ from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # 
                           replace_dir, resolve_profile)
 from helpers.holdout import holdout_plan, kfold_tables, rest_tables
 from helpers.homework import model_record
+from helpers.row_values import answer_rows, probe_metrics, row_intervals, save_row_values, stage_tables
 from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
@@ -49,26 +51,36 @@ def wait_for_everyone() -> None:
 
 @dataclass
 class StageResult:
-    """One stage's measurements, its answers to the test prompts and its per-row log-probs."""
+    """One stage's measurements, its answers to the test prompts, and the per-row values behind them (saved in the
+    run folder's per_row.json): log-probs on the held-out rows and on the probes, and one row per answer."""
 
     metrics: dict
     answers: list[str]
     logps: pd.DataFrame
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    answer_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Profile, judge,
                   progress: bool = False) -> StageResult:
-    """support_rate on the held-out rows, plus the greedy answers to the test prompts and their stance/fluency."""
+    """support_rate on the held-out rows and on the out-of-topic probes, plus the greedy answers to the test prompts
+    and their stance/form."""
     if not is_main_process():  # evaluation runs once, on the main process
         return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
     table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt) if inputs.eval_rows else None
+    probes = pd.DataFrame()
+    if inputs.probe_rows:
+        probes = stance_logps(model, tokenizer, inputs.probe_rows, profile.system_prompt)
+        probes.insert(1, "topic", [r["topic"] for r in inputs.probe_rows])
     kill_point("measure")  # the crash test's; nothing unless DPO_KILL_AT is set
     answers, ended = generate_with_ends(model, tokenizer, [r["prompt"] for r in inputs.test_rows],
                                         profile.system_prompt, max_new_tokens=profile.max_new_tokens,
                                         batch_size=profile.gen_batch_size, progress=progress)
     metrics = {**({"support_rate": support_rate(table), "logp_gap": logp_gap(table)} if table is not None else {}),
-               **generation_metrics(judge, answers, ended)}
-    return StageResult(metrics=metrics, answers=answers, logps=table if table is not None else pd.DataFrame())
+               **generation_metrics(judge, answers, ended), **probe_metrics(probes)}
+    rows = answer_rows(inputs.test_rows, judge_stances(judge, answers), answers, ended, repetition_shares(answers))
+    return StageResult(metrics=metrics, answers=answers, logps=table if table is not None else pd.DataFrame(),
+                       probes=probes, answer_rows=rows)
 
 
 def add_fluency(stages: dict[str, StageResult], profile: Profile, tokenizer, inputs: Inputs,
@@ -79,7 +91,10 @@ def add_fluency(stages: dict[str, StageResult], profile: Profile, tokenizer, inp
     model = base_model if base_model is not None else load_model(profile)
     prompts = [r["prompt"] for r in inputs.test_rows]
     for stage in stages.values():
-        stage.metrics["fluency"] = fluency(model, tokenizer, prompts, stage.answers, profile.system_prompt)
+        values = answer_fluency(model, tokenizer, prompts, stage.answers, profile.system_prompt)
+        stage.metrics["fluency"] = float(pd.Series(values).mean())  # NaN (empty answers) left out
+        if not stage.answer_rows.empty:
+            stage.answer_rows["fluency"] = values
 
 
 def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
@@ -95,6 +110,7 @@ def add_reward_metrics(stage: StageResult, reference: StageResult, preferred: li
     if reference.logps.empty:  # nothing was held out to measure on
         return
     stage.metrics.update(implicit_reward_metrics(stage.logps, reference.logps, preferred, beta))
+    stage.logps["margin"] = implicit_reward_margins(stage.logps, reference.logps, preferred, beta)  # per_row.json
 
 
 def eval_preferences(inputs: Inputs, config: RunConfig) -> list[str]:
@@ -219,9 +235,13 @@ def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str
     metrics = {
         "config": asdict(config),
         "stages": {name: stage.metrics for name, stage in stages.items()},
+        # 95 % over the rows (held-out, probes, answers) of this one seed; per_row.json holds the rows
+        "intervals": row_intervals({name: stage_tables(stage) for name, stage in stages.items()},
+                                   {name: stage.metrics for name, stage in stages.items()}),
         "judge_heldout_accuracy": judge_acc,
         "n_train_pairs": config.data_size or len(inputs.train_rows),
         "n_eval_rows": len(inputs.eval_rows),
+        "n_probe_rows": len(inputs.probe_rows),
         "timings": {k: round(v, 2) for k, v in (timings or {}).items()},
         "resumed_from": resumed_from,  # the DPO checkpoint a --resume continued from
         "model": {**model_record(resolve_profile(config, check_hardware=False), config.homework),
@@ -243,6 +263,7 @@ def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str
     else:
         write_json_atomic(out_dir / config.answers_file_name(len(inputs.train_rows)), homework)
     write_json_atomic(out_dir / "logs.json", logs)
+    save_row_values(out_dir, stages)
     kill_point("save-run")  # the crash test's; nothing unless DPO_KILL_AT is set
     if dpo_model is not None and hasattr(dpo_model, "peft_config"):
         with staged_dir(out_dir / "adapter", marker=None) as staging:  # the run's COMPLETE lists its files

@@ -86,21 +86,40 @@ def plot_runs_side_by_side(tables: dict[str, pd.DataFrame], column: str = "suppo
     return ax.figure
 
 
-def plot_sweep(table: pd.DataFrame) -> plt.Figure:
-    """support_rate and generated_support_rate of DPO against support_ratio, one line per setting, SFT as a line."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
-    groups = table.groupby(["num_epoch", "data_size"])
-    for ax, column in zip(axes, ("support_rate", "generated_support_rate")):
-        for (epochs, size), group in groups:
-            mean = group.groupby("support_ratio")[f"dpo_{column}"].mean()
-            ax.plot(mean.index, mean.values, marker="o", label=f"DPO, {epochs:g} epochs, {size} pairs")
+SWEEP_PANELS = ("support_rate", "probe_support_rate", "generated_support_rate")
+
+
+def plot_sweep(table: pd.DataFrame, summary: pd.DataFrame | None = None,
+               columns: tuple[str, ...] = SWEEP_PANELS) -> plt.Figure:
+    """DPO's measurements against support_ratio, one line per (epochs, pairs) setting, SFT as a dashed line; with a
+    summary (helpers.sweep.sweep_summary), each point is the mean over seeds with its 95 % interval as an error bar
+    and the SFT line has its interval as a band."""
+    columns = [c for c in columns if f"dpo_{c}" in table]
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.4 * len(columns), 3.6), sharey=True, squeeze=False)
+    for ax, column in zip(axes.flat, columns):
+        for (epochs, size), group in table.groupby(["num_epoch", "data_size"]):
+            label = f"DPO, {epochs:g} epoch{'' if epochs == 1 else 's'}, {size} pairs"
+            if summary is None:
+                mean = group.groupby("support_ratio")[f"dpo_{column}"].mean()
+                ax.plot(mean.index, mean.values, marker="o", label=label)
+                continue
+            rows = summary[(summary["stage"] == "dpo") & (summary["metric"] == column) &
+                           (summary["num_epoch"] == epochs) & (summary["data_size"] == size)]
+            rows = rows.sort_values("support_ratio")
+            errors = [(rows["mean"] - rows["low"]).clip(lower=0), (rows["high"] - rows["mean"]).clip(lower=0)]
+            ax.errorbar(rows["support_ratio"], rows["mean"], yerr=errors, marker="o", capsize=3, label=label)
         if f"sft_{column}" in table:
-            ax.axhline(table[f"sft_{column}"].mean(), color=STAGE_COLORS["sft"], linestyle="--", label="SFT")
+            sft = table[f"sft_{column}"].mean()
+            ax.axhline(sft, color=STAGE_COLORS["sft"], linestyle="--", label="SFT")
+            if summary is not None:
+                band = summary[(summary["stage"] == "sft") & (summary["metric"] == column)]
+                if len(band) and band["low"].notna().all():
+                    ax.axhspan(band["low"].mean(), band["high"].mean(), color=STAGE_COLORS["sft"], alpha=0.12)
         ax.set_xlabel("support_ratio")
-        ax.set_title(column, fontsize=10)
+        ax.set_title(column + ("" if summary is None else " (95 % interval)"), fontsize=10)
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -119,5 +138,67 @@ def plot_run_measurements(table: pd.DataFrame, columns: tuple[str, ...] = (
         ax.set_title(column, fontsize=10)
         for x, v in enumerate(values.values):
             ax.text(x, (0 if v != v else v) + 0.02, "–" if v != v else f"{v:.2f}", ha="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+ON_TOPIC = "held-out (on topic)"
+
+
+def probe_rates(columns: dict[str, tuple[dict, str]]) -> pd.DataFrame:
+    """The stance rate on topic and on each out-of-topic probe topic, for named (run, stage) columns: one row per
+    column and rows ("held-out (on topic)", each topic, "all probes"), with the run's 95 % interval over rows (NaN
+    for a run saved without intervals)."""
+    records = []
+    for name, (run, stage) in columns.items():
+        values, intervals = run["stages"][stage], run.get("intervals", {}).get(stage, {})
+        measures = {ON_TOPIC: "support_rate",
+                    **{m.split("/", 1)[1]: m for m in values if m.startswith("probe_support_rate/")},
+                    "all probes": "probe_support_rate"}
+        for label, metric in measures.items():
+            if metric in values:
+                low, high = intervals.get(metric, (float("nan"), float("nan")))
+                records.append({"column": name, "rows": label, "rate": values[metric], "low": low, "high": high})
+    return pd.DataFrame(records)
+
+
+def plot_probe_rates(rates: pd.DataFrame) -> plt.Figure:
+    """Grouped bars: the support rate on topic and per probe topic, one bar per column of probe_rates, with its
+    95 % interval."""
+    names, groups = list(dict.fromkeys(rates["column"])), list(dict.fromkeys(rates["rows"]))
+    palette = ["#9e9e9e", "#5c8dd6", "#c62828", "#2e7d32", "#e07a3f", "#b07cc6"]
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    for i, name in enumerate(names):
+        part = rates[rates["column"] == name].set_index("rows").reindex(groups)
+        errors = [(part["rate"] - part["low"]).clip(lower=0).fillna(0),
+                  (part["high"] - part["rate"]).clip(lower=0).fillna(0)]
+        ax.bar([g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))], part["rate"], width,
+               yerr=errors, capsize=2, color=palette[i % len(palette)], label=name)
+    ax.set_xticks(range(len(groups)), groups, fontsize=9)
+    ax.axvline(0.5, color="#444", linewidth=0.8)  # on topic | out of topic
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("support rate")
+    ax.set_title("does the trained stance spread beyond its topic? (95 % interval over rows)", fontsize=10)
+    ax.legend(fontsize=8, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_differences(answers: pd.DataFrame) -> plt.Figure:
+    """One line per question and measurement of helpers.seeds.compare_questions: the difference (second setting
+    minus first) and its 95 % interval; filled where the interval excludes 0, hollow where it does not."""
+    rows = answers.iloc[::-1].reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(rows) + 1.2))
+    for y, row in rows.iterrows():
+        if pd.notna(row["low"]):
+            ax.plot([row["low"], row["high"]], [y, y], color="#e07a3f", linewidth=2)
+        filled = "#e07a3f" if row["tells_apart"] else "white"
+        ax.plot(row["difference"], y, "o", color="#e07a3f", markerfacecolor=filled)
+    ax.axvline(0, color="#444", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{q}: {m}" for q, m in zip(rows["question"], rows["metric"])], fontsize=8)
+    ax.set_xlabel("difference (second setting minus first), 95 % interval")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -78,12 +78,14 @@ class Inputs:
     files: dict[str, str] = field(default_factory=dict)
     skipped: data.Skipped | None = None  # the rows left out, with skip_bad_rows
     holdout: dict = field(default_factory=lambda: {"method": "file"})  # how eval_rows were chosen
+    probe_rows: list[dict] = field(default_factory=list)  # out-of-topic rows, measured like eval_rows
 
 
 def load_inputs(config: RunConfig) -> Inputs:
     """Load and validate the training, held-out and test files named by the config (the bundled ones by default),
     keeping the rows in the profile's languages (an English-only model gets the English rows; rows with no `lang`
-    are kept); with skip_bad_rows, bad rows are left out and recorded in Inputs.skipped.
+    are kept), and the bundled out-of-topic probes by the same rule; with skip_bad_rows, bad rows are left out and
+    recorded in Inputs.skipped.
 
     A homework run without --eval-data holds labelled rows out instead (helpers.holdout): the rows after the first
     data_size ("rest"), or none here for a k-fold plan, which the DPO run measures itself.
@@ -99,6 +101,7 @@ def load_inputs(config: RunConfig) -> Inputs:
     else:
         plan = {"method": "file"}
         eval_rows = data.load_eval_rows(config.eval_data, skipped=skipped, languages=languages)
+    seen = {r["prompt"] for r in train_rows + eval_rows}  # a probe is out of topic only if never trained or measured on
     return Inputs(
         train_rows=train_rows,
         eval_rows=eval_rows,
@@ -107,6 +110,7 @@ def load_inputs(config: RunConfig) -> Inputs:
                "test_prompts": str(config.test_prompts or "bundled")},
         skipped=skipped,
         holdout=plan,
+        probe_rows=[r for r in data.load_probe_rows(languages=languages) if r["prompt"] not in seen],
     )
 
 

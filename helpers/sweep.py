@@ -1,4 +1,5 @@
-"""Sweeping the homework's knobs: SFT once per seed, then one DPO run per point, collected in sweep.json/sweep.png."""
+"""Sweeping the homework's knobs: SFT once per seed, then one DPO run per point, collected in sweep.json/sweep.png;
+with several seeds, each point is summarised over them (mean, spread, 95 % interval: helpers.seeds)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import pandas as pd
 
 from helpers.files import write_json_atomic
 from helpers.homework import load_homework_preset
-from helpers.pipeline import RunConfig, ensure_dpo_run, hold_folder, prepare
+from helpers.pipeline import RunConfig, ensure_dpo_run, hold_folder
+from helpers.seeds import ensure_runs, json_records, summarize_runs
 
-STAGE_COLUMNS = ("support_rate", "generated_support_rate", "pair_accuracy", "mean_margin", "mean_answer_chars",
-                 "repetition")
+STAGE_COLUMNS = ("support_rate", "generated_support_rate", "probe_support_rate", "pair_accuracy", "mean_margin",
+                 "mean_answer_chars", "repetition")
+KNOB_COLUMNS = ("num_epoch", "data_size", "support_ratio")  # what makes a point; its seeds are summarised together
+SUMMARY_METRICS = ("support_rate", "generated_support_rate", "probe_support_rate", "pair_accuracy", "repetition")
 
 
 def sweep_record(config: RunConfig, metrics: dict, reused: bool = False) -> dict:
@@ -51,20 +55,47 @@ def _run_sweep(ratios: list[float], out_dir: Path, num_epochs: list[float], data
     """run_sweep's loop, once out_dir is held; `shared` holds the RunConfig fields every point has in common."""
     if seeds is None:  # a homework trains with its course's seed
         seeds = [load_homework_preset(shared["homework"]).seed if shared["homework"] else 0]
-    records, start = [], time.perf_counter()
-    for seed in seeds:
-        prepared = prepare(RunConfig(seed=seed, **shared), echo=lambda _: None)
-        for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios):
-            config = RunConfig(support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta, seed=seed,
-                               **shared)
-            folder = runs_dir / config.run_name(len(prepared.inputs.train_rows))
-            metrics, reused = ensure_dpo_run(prepared, config, folder, overwrite=overwrite, echo=echo)
-            records.append(sweep_record(config, metrics, reused))
-            echo(f"ratio {ratio:g} epochs {epochs:g} size {records[-1]['data_size']} seed {seed}: "
-                 f"support_rate {records[-1].get('dpo_support_rate', float('nan')):.2f}{' (saved run)' if reused else ''}")
+    start = time.perf_counter()
+    configs = [RunConfig(support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta, seed=seed, **shared)
+               for seed in seeds for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios)]
+
+    def report(config: RunConfig, folder: Path, metrics: dict, reused: bool) -> None:
+        record = sweep_record(config, metrics, reused)
+        echo(f"ratio {config.support_ratio:g} epochs {config.num_epoch:g} size {record['data_size']} seed "
+             f"{config.seed}: support_rate {record.get('dpo_support_rate', float('nan')):.2f}"
+             f"{' (saved run)' if reused else ''}")
+
+    records = [{**sweep_record(config, metrics, reused), "run": folder.name}
+               for config, folder, metrics, reused in ensure_runs(configs, runs_dir, overwrite, echo, report)]
     table = pd.DataFrame(records)
-    write_json_atomic(out_dir / "sweep.json", {"points": records, "seconds": round(time.perf_counter() - start, 1)})
+    summary = sweep_summary(table, runs_dir)
+    write_json_atomic(out_dir / "sweep.json", {"points": records, "summary": json_records(summary),
+                                               "seconds": round(time.perf_counter() - start, 1)})
     return table
+
+
+def sweep_summary(table: pd.DataFrame, runs_dir: Path, stages: tuple[str, ...] = ("sft", "dpo"),
+                  metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Per point (num_epoch, data_size, support_ratio), stage and measurement: the mean over the point's seeds, the
+    spread, and the 95 % interval (over rows for one seed; over seeds and rows for several)."""
+    parts = []
+    for knobs, group in table.groupby(list(KNOB_COLUMNS), sort=False):
+        summary = summarize_runs(dict(zip(group["seed"], (Path(runs_dir) / name for name in group["run"]))),
+                                 stages, metrics)
+        parts.append(summary.assign(**dict(zip(KNOB_COLUMNS, knobs))))
+    columns = [*KNOB_COLUMNS, "stage", "metric", "n_seeds", "mean", "sd", "min", "max", "low", "high", "interval",
+               "per_seed"]
+    return pd.concat(parts, ignore_index=True)[columns] if parts else pd.DataFrame(columns=columns)
+
+
+def point_table(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """One stage's summary as a table to read: a row per point, a column per measurement, "mean [low, high]"."""
+    def cell(row) -> str:
+        interval = "" if pd.isna(row["low"]) else f" [{row['low']:.{digits}f}, {row['high']:.{digits}f}]"
+        return f"{row['mean']:.{digits}f}{interval}"
+
+    cells = summary.assign(cell=summary.apply(cell, axis=1)) if len(summary) else summary.assign(cell=[])
+    return cells.pivot_table(index=list(KNOB_COLUMNS), columns="metric", values="cell", aggfunc="first", sort=False)
 
 
 def parse_numbers(text: str, kind: type = float) -> list:

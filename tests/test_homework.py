@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from helpers import cli, data, homework_data
 from helpers.errors import UserError
+from helpers.folders import is_complete
 from helpers.homework import HOMEWORKS, load_homework_preset
 from helpers.knobs import KnobError, check_knobs
 from helpers.runs import RunConfig
@@ -122,6 +124,32 @@ def test_tiny_run_writes_the_course_result_file(homework_runs, name, tmp_path):
     assert metrics["holdout"]["method"] == "rest" and metrics["holdout"]["first_row"] == 10
     assert "sft" not in metrics["stages"], "the courses run no SFT stage"
     assert 0 <= metrics["stages"]["dpo"]["support_rate"] <= 1
+
+
+@pytest.mark.slow
+def test_run_seeds_reuses_a_saved_seed_trains_the_other_and_summarises(homework_runs, tmp_path, capsys):
+    """`run --seeds 42,43`: the fixture's seed-42 run, copied into OUT/seed-42, is reused; seed 43 is trained."""
+    folder, codes = homework_runs
+    assert codes["hw6"] == 0
+    out = tmp_path / "seeds"
+    shutil.copytree(folder / "hw6", out / "seed-42")
+    command = ["run", "--homework", "hw6", "--profile", "tiny", "--data", str(BUNDLED / "labelled_data.json"),
+               "--test-prompts", str(BUNDLED / "test_prompt.json"), "--support-ratio", "0.1", "--data-size", "10",
+               "--num-epoch", "1", "--seeds", "42,43", "--out", str(out)]
+    before = (out / "seed-42" / "metrics.json").stat().st_mtime_ns
+    capsys.readouterr()
+    assert cli.main(command) == 0
+    printed = capsys.readouterr().out
+    assert "seed 42: the saved run" in printed and "seed 43: training" in printed and "95 % interval" in printed
+    assert (out / "seed-42" / "metrics.json").stat().st_mtime_ns == before and is_complete(out / "seed-43")
+    saved = json.loads((out / "summary.json").read_text())
+    row = next(r for r in saved["summary"] if r["stage"] == "dpo" and r["metric"] == "support_rate")
+    per_seed = [json.loads((out / f"seed-{s}" / "metrics.json").read_text())["stages"]["dpo"]["support_rate"]
+                for s in (42, 43)]
+    assert row["per_seed"] == {"42": per_seed[0], "43": per_seed[1]} and row["interval"] == "seeds and rows"
+    assert row["mean"] == pytest.approx(sum(per_seed) / 2) and row["low"] <= row["mean"] <= row["high"]
+    assert cli.main([*command[:-4], "--seeds", "1,1", "--out", str(out)]) == 2
+    assert cli.main([*command[:-4], "--seed", "1", "--seeds", "1,2", "--out", str(out)]) == 2
 
 
 # ---------------------------------------------------------------- the course's split

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import pytest
+from matplotlib.container import ErrorbarContainer
 
-from helpers.sweep import parse_numbers, run_sweep
+from helpers.plots import plot_sweep
+from helpers.row_values import load_row_values, metric_rows
+from helpers.seeds import compare_runs, summarize_runs
+from helpers.sweep import parse_numbers, run_sweep, sweep_summary
+
+PROBE_TOPICS = ("novels-to-film", "games-to-film", "remakes", "unrelated")
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +63,52 @@ def test_overwrite_retrains_and_other_settings_are_kept_aside(first_sweep):
 def test_parse_numbers():
     assert parse_numbers("0, 0.25,1") == [0.0, 0.25, 1.0]
     assert parse_numbers("1,3", int) == [1, 3]
+
+
+# ---------------------------------------------------------------- per-row values, intervals, old runs
+
+
+def test_runs_keep_per_row_values_that_give_their_metrics(first_sweep):
+    out, _ = first_sweep
+    for folder in sorted((out / "runs").glob("tiny_epoch-1_size-8_ratio-?")):
+        metrics, tables = json.loads((folder / "metrics.json").read_text()), load_row_values(folder)
+        assert set(tables) == set(metrics["stages"]) == {"base", "sft", "dpo"}
+        for stage, values in metrics["stages"].items():
+            assert {"probe_support_rate", *(f"probe_support_rate/{t}" for t in PROBE_TOPICS)} <= set(values)
+            for name, value in values.items():
+                rows = metric_rows(tables[stage], name)
+                assert rows.mean() == pytest.approx(value, abs=1e-9), (folder.name, stage, name)
+                low, high = metrics["intervals"][stage][name]
+                assert low - 1e-6 <= value <= high + 1e-6
+        assert len(tables["dpo"]["heldout"]) == metrics["n_eval_rows"] and len(tables["dpo"]["probes"]) == 48
+
+
+def test_sweep_summary_is_reproducible_and_the_plot_draws_intervals(first_sweep):
+    out, table = first_sweep
+    summary = sweep_summary(table, out / "runs")
+    assert summary.equals(sweep_summary(table, out / "runs"))
+    rates = summary[(summary["stage"] == "dpo") & (summary["metric"] == "support_rate")]
+    assert list(rates["support_ratio"]) == [0.0, 1.0] and (rates["interval"] == "rows").all()
+    assert ((rates["low"] <= rates["mean"]) & (rates["mean"] <= rates["high"]) & (rates["low"] < rates["high"])).all()
+    assert json.loads((out / "sweep.json").read_text())["summary"]
+    figure = plot_sweep(table, summary)
+    assert any(isinstance(c, ErrorbarContainer) for ax in figure.axes for c in ax.containers)
+
+
+def test_a_run_saved_before_per_row_values_still_summarises(first_sweep, tmp_path):
+    out, _ = first_sweep
+    old = {}
+    for ratio in ("0", "1"):
+        old[ratio] = shutil.copytree(out / "runs" / f"tiny_epoch-1_size-8_ratio-{ratio}", tmp_path / ratio)
+        (old[ratio] / "per_row.json").unlink()
+    summary = summarize_runs({0: old["1"]})
+    row = summary[(summary["stage"] == "dpo") & (summary["metric"] == "support_rate")].iloc[0]
+    saved = json.loads((old["1"] / "metrics.json").read_text())["stages"]["dpo"]["support_rate"]
+    assert row["mean"] == saved and math.isnan(row["low"]) and row["interval"].startswith("unavailable")
+    found = compare_runs({0: old["0"]}, {0: old["1"]}, "support_rate")
+    assert math.isnan(found.low) and "no verdict" in found.verdict()
+    paired = compare_runs({0: out / "runs" / "tiny_epoch-1_size-8_ratio-0"},
+                          {0: out / "runs" / "tiny_epoch-1_size-8_ratio-1"}, "support_rate")
+    assert paired.paired_rows and paired.n_seeds == 1 and "One seed only" in paired.verdict()
+    assert paired.difference == pytest.approx(found.difference)
+
