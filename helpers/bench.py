@@ -97,8 +97,9 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model) -> dict[st
     pairs = data.make_preference_pairs(rows, 1.0, system_prompt=profile.system_prompt)
     short = max(profile.batch_size * profile.grad_accum * 6, 1)  # six steps are enough for a median
     dpo_epochs = min(1.0, short / len(pairs))
+    live = "computed live every step" if profile.precompute_ref_log_probs else "precomputed (pre-pass not counted)"
     dpo = {"DPO, the profile's settings": dict(),
-           "DPO, reference log-probs precomputed (pre-pass not counted)": dict(precompute_ref_log_probs=True),
+           f"DPO, reference log-probs {live}": dict(precompute_ref_log_probs=not profile.precompute_ref_log_probs),
            f"DPO, {_other_threads()} torch threads": dict(threads=_other_threads()),
            "DPO, a log entry every 10 steps instead of every step": dict(logging_steps=10, logging_first_step=True)}
     if profile.system_prompt:

@@ -53,6 +53,9 @@ class Profile:
     # DPO
     dpo_learning_rate: float = 2e-4
     dpo_epochs: float = 3  # a run's num_epoch when none is asked for (the homework's default is 3)
+    # The reference's log-probs in one pass before DPO instead of a reference forward in every step (bench: 0.66-0.7x
+    # the seconds per step on the CPU profiles; the losses agree with the live reference to 1e-5, not bit for bit).
+    precompute_ref_log_probs: bool = False
     dpo_loss_type: tuple[str, ...] = ("sigmoid",)
     dpo_loss_weights: tuple[float, ...] | None = None
     beta: float = 0.1
@@ -91,6 +94,7 @@ PROFILES: dict[str, Profile] = {
             dpo_loss_type=("sigmoid_norm", "sft"),
             dpo_loss_weights=(1.0, 0.1),
             beta=1.0,  # sigmoid_norm's log-ratios are per token, so beta is ~10x plain DPO's 0.1
+            precompute_ref_log_probs=True,
             batch_size=8,
             grad_accum=1,
             max_length=256,
@@ -117,6 +121,7 @@ PROFILES: dict[str, Profile] = {
             sft_learning_rate=1e-3,
             dpo_learning_rate=1e-3,
             dpo_epochs=1,
+            precompute_ref_log_probs=True,
             dpo_loss_type=("sigmoid", "sft"),
             dpo_loss_weights=(1.0, 1.0),
             beta=0.1,

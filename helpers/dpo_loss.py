@@ -141,7 +141,8 @@ def make_dpo_trainer(model: torch.nn.Module, tokenizer, pairs, profile: Profile,
     from helpers.training import dpo_trainer
 
     return dpo_trainer(model, tokenizer, pairs, profile, output_dir, beta, seed=seed,
-                       loss_type=list(loss_type))  # the tiny profile's own loss adds an "sft" term
+                       loss_type=list(loss_type),  # the tiny profile's own loss adds an "sft" term
+                       precompute_ref_log_probs=False)  # the reference computed live, as the loss by hand does
 
 
 def first_batch(trainer) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ TRL: `run --dry-run` shows them in seconds, and helpers.training passes the same
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -45,7 +46,7 @@ def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, lea
 
 def dpo_arguments(profile: Profile, output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
                   learning_rate: float | None = None, seed: int = 0, loss_type: list[str] | None = None,
-                  loss_weights: list[float] | None = None, precompute_ref_log_probs: bool = False,
+                  loss_weights: list[float] | None = None, precompute_ref_log_probs: bool | None = None,
                   **overrides) -> dict:
     """Every argument dpo_config passes to DPOConfig (what `run --dry-run` shows)."""
     loss_type = list(loss_type or profile.dpo_loss_type)
@@ -58,5 +59,16 @@ def dpo_arguments(profile: Profile, output_dir: str | Path, beta: float | None =
         loss_type=loss_type,
         loss_weights=loss_weights,
         max_length=profile.max_length,
-        precompute_ref_log_probs=precompute_ref_log_probs,
+        precompute_ref_log_probs=_precompute(profile, precompute_ref_log_probs),
     )
+
+
+def _precompute(profile: Profile, asked: bool | None) -> bool:
+    """Precompute the reference's log-probs: as asked, else the profile's; never with several processes.
+
+    TRL writes the precomputed column to a cache file next to the data set; for an in-memory data set that is a
+    temporary folder of the main process, which the other processes cannot open (TRL 1.x), so DDP runs keep the
+    reference live.
+    """
+    wanted = profile.precompute_ref_log_probs if asked is None else asked
+    return wanted and int(os.environ.get("WORLD_SIZE", "1")) == 1

@@ -6,6 +6,7 @@ it torch's compiler stack pulled in by transformers' model code), so importing t
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ def sft_config(profile: Profile, output_dir: str | Path, num_epochs: float | Non
 
 def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
                learning_rate: float | None = None, seed: int = 0, loss_type: list[str] | None = None,
-               loss_weights: list[float] | None = None, precompute_ref_log_probs: bool = False,
+               loss_weights: list[float] | None = None, precompute_ref_log_probs: bool | None = None,
                **overrides) -> DPOConfig:
     """DPOConfig for the profile; loss_type defaults to the profile's (tiny: DPO + an SFT term on chosen)."""
     from trl import DPOConfig
@@ -140,7 +141,15 @@ def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume:
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
     if checkpoint and is_main_process():
         print(f"{stage}: resuming from {checkpoint}")
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pre-pass draws a bar that disable_tqdm does not reach
+    try:
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     seconds = time.perf_counter() - start
     result = TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
                          steps=output.global_step, resumed_from=Path(checkpoint).name if checkpoint else None)
@@ -205,7 +214,8 @@ def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs:
               output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
               learning_rate: float | None = None, seed: int = 0, callbacks: list[TrainerCallback] | None = None,
               checkpoint_every: int | None = None, resume: bool = False, **config_overrides) -> TrainResult:
-    """DPO with a LoRA adapter (see dpo_trainer), quietly, resuming from a checkpoint if asked."""
+    """DPO with a LoRA adapter (see dpo_trainer), quietly, resuming from a checkpoint if asked; the reference's
+    log-probs precomputed when the profile says so (unless precompute_ref_log_probs is passed)."""
     trainer = dpo_trainer(model, tokenizer, pairs, profile, output_dir, beta, num_epochs, learning_rate, seed,
                           checkpoint_every, **config_overrides)
     return run_trainer(trainer, callbacks, resume, stage="dpo")

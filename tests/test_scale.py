@@ -49,3 +49,17 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
         stages = metrics["stages"]
         assert stages["dpo"]["support_rate"] > stages["sft"]["support_rate"], "DPO at ratio 1 must raise support_rate"
         assert stages["dpo"]["pair_accuracy"] > 0.5
+
+
+def test_the_reference_is_precomputed_only_in_one_process(monkeypatch, tmp_path):
+    """TRL's precomputed column lives in the main process's temporary folder: several processes keep it live."""
+    from helpers.config import load_profile
+    from helpers.trainer_args import dpo_arguments
+
+    tiny = load_profile("tiny")
+    assert tiny.precompute_ref_log_probs
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert dpo_arguments(tiny, tmp_path)["precompute_ref_log_probs"] is True
+    assert dpo_arguments(tiny, tmp_path, precompute_ref_log_probs=False)["precompute_ref_log_probs"] is False
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert dpo_arguments(tiny, tmp_path)["precompute_ref_log_probs"] is False
