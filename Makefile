@@ -45,12 +45,12 @@ tutorial: tiny
 test: test-unit test-notebooks
 
 test-unit: tiny
-	$(OFFLINE) $(BIN)/python -m pytest tests
+	$(OFFLINE) $(BIN)/python -m pytest --durations=10 tests
 
 # Lax: only cells marked NBVAL_CHECK_OUTPUT compare outputs (the deterministic ones); every cell must run.
 test-notebooks: tiny
 	$(OFFLINE) $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
-		--nbval-current-env -p no:cacheprovider notebooks
+		--nbval-current-env -p no:cacheprovider --durations=10 notebooks
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,jupyter]"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -323,10 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; user errors print one line and exit 2, with no traceback."""
-    from helpers.notebook import quiet_logs
+    from helpers.notebook import quiet_logs, set_threads
 
     args = build_parser().parse_args(argv)
     quiet_logs()
+    if os.environ.get("DPO_THREADS"):  # only then: `data check` never imports torch
+        set_threads()
     from helpers.errors import UserError
 
     try:
