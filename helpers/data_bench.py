@@ -95,7 +95,7 @@ def _whole_file_pairs(path: Path):
 def _child(task: str, source: Path, out: Path) -> dict:
     """Do one task in this process and measure it (imports not counted in the time, counted in the memory)."""
     from helpers import data
-    from helpers.bench import peak_rss_mb
+    from helpers.bench import own_peak_mb
     from helpers.files import write_jsonl_atomic
 
     start, rows, pairs = time.perf_counter(), 0, 0
@@ -112,7 +112,7 @@ def _child(task: str, source: Path, out: Path) -> dict:
         if task.startswith("convert"):
             write_jsonl_atomic(out, dataset.to_list())
     seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 2), "rows": rows, "pairs": pairs, "peak_rss_mb": peak_rss_mb(),
+    return {"seconds": round(seconds, 2), "rows": rows, "pairs": pairs, "peak_rss_mb": own_peak_mb(),
             "rows_per_second": round(rows / seconds) if rows else None}
 
 

@@ -141,15 +141,7 @@ def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume:
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
     if checkpoint and is_main_process():
         print(f"{stage}: resuming from {checkpoint}")
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # TRL's reference pre-pass draws a bar that disable_tqdm does not reach
-    try:
-        output = trainer.train(resume_from_checkpoint=checkpoint)
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
+    output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     result = TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
                          steps=output.global_step, resumed_from=Path(checkpoint).name if checkpoint else None)
@@ -206,8 +198,16 @@ def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pair
     # model.config._name_or_path from disk or the hub, which is NOT the model in memory. Never let that happen.
     from trl import DPOTrainer
 
-    return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
-                      peft_config=adapter_config(model, profile))
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the reference pre-pass (in the constructor) draws a bar disable_tqdm misses
+    try:
+        return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
+                          peft_config=adapter_config(model, profile))
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
 
 
 def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
