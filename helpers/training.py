@@ -198,16 +198,12 @@ def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pair
     # model.config._name_or_path from disk or the hub, which is NOT the model in memory. Never let that happen.
     from trl import DPOTrainer
 
-    quiet = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the reference pre-pass (in the constructor) draws a bar disable_tqdm misses
-    try:
+    from unittest import mock
+
+    # The reference pre-pass runs in the constructor and draws a progress bar that disable_tqdm does not reach.
+    with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):
         return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                           peft_config=adapter_config(model, profile))
-    finally:
-        if quiet is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = quiet
 
 
 def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
