@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 
@@ -10,8 +9,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from helpers.config import TINY_MODEL, Profile, pick_dtype
+from helpers.config import TINY_MODEL, Profile
 from helpers.errors import UserError
+from helpers.hardware import check_gpu_for, check_one_gpu, local_device, pick_dtype
 
 if TYPE_CHECKING:  # transformers' model classes are imported where a model is loaded: they pull in torch's compiler
     from transformers import BitsAndBytesConfig, PreTrainedTokenizerBase
@@ -66,8 +66,9 @@ def check_reachable(source: str) -> None:
                         "HF_HUB_OFFLINE=1 forbids downloading it; use --profile tiny or go online")
 
 
-def quantization_config(profile: Profile) -> BitsAndBytesConfig | None:
-    """QLoRA's 4-bit NF4 with double quantization, computing in the GPU's 16-bit type; None for other profiles."""
+def quantization_config(profile: Profile, compute_dtype: torch.dtype | None = None) -> BitsAndBytesConfig | None:
+    """QLoRA's 4-bit NF4 with double quantization, computing in the run's precision (fp16 on a T4, bf16 from
+    Ampere on, fp32 on a CPU) unless compute_dtype is given; None for other profiles."""
     if not profile.load_in_4bit:
         return None
     from transformers import BitsAndBytesConfig
@@ -76,8 +77,32 @@ def quantization_config(profile: Profile) -> BitsAndBytesConfig | None:
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=pick_dtype("cuda") if torch.cuda.is_available() else torch.float16,
+        bnb_4bit_compute_dtype=compute_dtype or pick_dtype(),
     )
+
+
+def load_kwargs(profile: Profile) -> dict:
+    """from_pretrained's arguments: the precision, 4-bit quantization, and on a GPU the device of this process (its
+    LOCAL_RANK under a data-parallel launch, so that every rank loads onto its own card)."""
+    kwargs = dict(dtype=pick_dtype(), trust_remote_code=profile.trust_remote_code)
+    if profile.load_in_4bit:
+        kwargs["quantization_config"] = quantization_config(profile)
+    if torch.cuda.is_available():
+        kwargs["device_map"] = {"": local_device()}
+    return kwargs
+
+
+def keep_4bit_trainable_on_cpu(model: torch.nn.Module) -> None:
+    """bitsandbytes repacks 4-bit weights for CPUs with AVX512-BF16 at the first no-grad forward, after which the
+    layer cannot be trained ("a view of a leaf Variable … in-place operation"); keep the trainable layout, so that a
+    4-bit model measures, then trains, on any CPU (and gives the same numbers on every one)."""
+    if next(model.parameters()).device.type != "cpu":
+        return
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def lora_config(profile: Profile):
@@ -121,15 +146,13 @@ def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainabl
     """The profile's causal LM in the precision its hardware wants, with a saved LoRA adapter on top if given."""
     source = model_source(profile)
     check_reachable(source)
-    on_gpu = torch.cuda.is_available()
-    kwargs = dict(dtype=pick_dtype(), trust_remote_code=profile.trust_remote_code)
-    if profile.load_in_4bit:
-        kwargs["quantization_config"] = quantization_config(profile)
-    if on_gpu:
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
+    check_gpu_for(profile.load_in_4bit, f"profile {profile.name!r}")
+    check_one_gpu()
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(source, **load_kwargs(profile))
+    if profile.load_in_4bit:
+        keep_4bit_trainable_on_cpu(model)
     if adapter_dir is not None:
         from peft import PeftModel
 
@@ -150,16 +173,3 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     lora = sum(p.numel() for name, p in model.named_parameters() if "lora_" in name)
     return {"total": total, "trainable": trainable, "lora_adapter": lora}
-
-
-def copy_model(model: torch.nn.Module) -> torch.nn.Module:
-    """A deep copy that runs its own weights: without TRL's per-instance forward patch, which deepcopy would keep.
-
-    TRL's trainers replace model.forward on the instance by a wrapper around the *original object's* forward, so a
-    deep copy of a model that has been trained once (e.g. the SFT model just trained) would still call the original
-    for generation and evaluation. Dropping the instance attribute restores the class's forward; trainers re-patch.
-    """
-    copied = copy.deepcopy(model)
-    for module in copied.modules():
-        vars(module).pop("forward", None)
-    return copied

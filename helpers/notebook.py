@@ -15,7 +15,8 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 
 from typing import TYPE_CHECKING  # noqa: E402
 
-from helpers.config import Profile, has_gpu, load_profile, pick_dtype  # noqa: E402
+from helpers.config import Profile, load_profile  # noqa: E402
+from helpers.hardware import has_gpu, pick_dtype, pin_one_gpu  # noqa: E402
 
 if TYPE_CHECKING:
     import torch
@@ -31,9 +32,11 @@ class Session:
     seed: int
 
     def _repr_markdown_(self) -> str:
+        from helpers.memory import memory_note
+
         return (f"**profile** `{self.profile.name}` ({self.profile.model_name}) · **device** `{self.device}` · "
                 f"**dtype** `{str(self.dtype).removeprefix('torch.')}` · **seed** {self.seed}  \n"
-                f"memory: {self.profile.memory}")
+                f"memory: {memory_note(self.profile)}")
 
 
 def quiet_logs() -> None:
@@ -110,6 +113,7 @@ def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
     import pandas as pd
 
     pd.set_option("display.max_colwidth", 160)  # show whole answers in tables
+    pin_one_gpu()  # before anything starts CUDA: Kaggle's "GPU T4 x2" shows two cards to one process
     set_seed(seed)
     set_threads()
     chosen = load_profile(profile)

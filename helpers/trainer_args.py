@@ -6,17 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from helpers.config import Profile
-
-
-def precision_flags() -> dict:
-    """bf16 on GPUs that have it, fp16 on older ones (T4), neither on a CPU (TRL would default to bf16)."""
-    if not torch.cuda.is_available():
-        return {"bf16": False, "fp16": False, "use_cpu": True}
-    bf16 = torch.cuda.is_bf16_supported()
-    return {"bf16": bf16, "fp16": not bf16}
+from helpers.hardware import precision_flags
 
 
 def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, learning_rate: float,

@@ -35,3 +35,34 @@ def tiny(tiny_path):
     from helpers.tiny_model import load_tiny
 
     return load_tiny(tiny_path)
+
+
+CU128_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # torch's CUDA 12.8 wheels
+
+
+@pytest.fixture()
+def fake_gpu(monkeypatch):
+    """Make torch.cuda answer like a real card, stubbed *below* the project's decisions: the compute capability,
+    name, count and memory that torch.cuda reports; is_bf16_supported stays real (on a T4 it says True, emulated)."""
+    import types
+
+    import torch
+
+    def install(capability=(7, 5), name="Tesla T4", count=1, total_gib=15.0, archs=CU128_ARCHS, cuda="12.8"):
+        properties = types.SimpleNamespace(major=capability[0], minor=capability[1], name=name,
+                                           total_memory=int(total_gib * 2**30))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: properties)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+        monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)  # emulated bf16 works
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(archs))
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int((total_gib - 0.3) * 2**30),
+                                                                              int(total_gib * 2**30)))
+        monkeypatch.setattr(torch.version, "cuda", cuda)
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        return properties
+
+    return install

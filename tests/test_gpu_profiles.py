@@ -13,16 +13,14 @@ GPU_PROFILES = [name for name, p in PROFILES.items() if p.needs_gpu]
 
 
 @pytest.fixture()
-def t4(monkeypatch):
-    """Pretend to be a T4: CUDA, but no bf16."""
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+def t4(fake_gpu):
+    """A T4: compute capability 7.5, bf16 emulated (torch.cuda.is_bf16_supported() still says True)."""
+    fake_gpu((7, 5), "Tesla T4")
 
 
 @pytest.fixture()
-def a100(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+def a100(fake_gpu):
+    fake_gpu((8, 0), "NVIDIA A100-SXM4-40GB")
 
 
 def test_t4_trains_in_fp16_not_bf16(t4):

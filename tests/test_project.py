@@ -12,6 +12,7 @@ import torch
 
 from helpers import config
 from helpers.config import ProfileError, load_profile, pick_dtype, resolve_profile_name
+from helpers.memory import memory_note
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,7 +46,7 @@ def test_every_profile_is_complete():
     names = set(config.PROFILES)
     assert {"tiny", "qwen2.5-0.5b", "qwen2-0.5b", "breeze-7b", "llama2-7b-chat", "openhermes-mistral-7b"} <= names
     for profile in config.PROFILES.values():
-        assert profile.model_name and profile.memory and profile.lora_r > 0 and profile.max_new_tokens > 0
+        assert profile.model_name and memory_note(profile) and profile.lora_r > 0 and profile.max_new_tokens > 0
         assert not profile.trust_remote_code, f"{profile.name} turns on trust_remote_code"
     assert config.PROFILES["breeze-7b"].load_in_4bit
     assert config.PROFILES["breeze-7b"].system_prompt == "回覆請少於20字"
@@ -77,9 +78,9 @@ def test_gpu_profile_refused_on_cpu(monkeypatch):
     assert load_profile("breeze-7b", check_hardware=False).name == "breeze-7b"
 
 
-def test_precision_follows_hardware(monkeypatch):
+def test_precision_follows_hardware(fake_gpu):
     assert pick_dtype("cpu") == torch.float32
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # a T4
+    fake_gpu((7, 5), "Tesla T4")  # bf16 only emulated there, though torch.cuda.is_bf16_supported() says True
     assert pick_dtype("cuda") == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # Ampere and newer
+    fake_gpu((8, 0), "NVIDIA A100-SXM4-40GB")  # Ampere and newer
     assert pick_dtype("cuda") == torch.bfloat16
