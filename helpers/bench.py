@@ -87,11 +87,12 @@ def _step_timer():
 
 
 def step_seconds(stage: str, model, tokenizer, examples, profile, threads: int | None = None, epochs: float = 1,
-                 **overrides) -> float:
-    """Median seconds per optimizer step of an SFT or DPO stage (its first, warm-up step left out)."""
+                 kept_adapter: Path | None = None, **overrides) -> tuple[float, object]:
+    """Median seconds per optimizer step of an SFT or DPO stage (its first, warm-up step left out), and the model
+    with the stage's adapter taken off again (the start model, for the next measurement)."""
     import torch
 
-    from helpers.training import train_dpo, train_sft
+    from helpers.training import release_adapters, train_dpo, train_sft
 
     before, timer = torch.get_num_threads(), _step_timer()
     try:
@@ -99,10 +100,11 @@ def step_seconds(stage: str, model, tokenizer, examples, profile, threads: int |
             torch.set_num_threads(threads)
         with tempfile.TemporaryDirectory() as scratch:
             train = train_sft if stage == "sft" else train_dpo
-            train(model, tokenizer, examples, profile, scratch, num_epochs=epochs, callbacks=[timer], **overrides)
+            trained = train(model, tokenizer, examples, profile, scratch, num_epochs=epochs, callbacks=[timer],
+                            **overrides).model
     finally:
         torch.set_num_threads(before)
-    return statistics.median(timer.times[1:])
+    return statistics.median(timer.times[1:]), release_adapters(trained, kept_adapter)
 
 
 def _other_threads() -> int:
@@ -111,11 +113,13 @@ def _other_threads() -> int:
     return 2 if torch.get_num_threads() == 1 else 1
 
 
-def training_steps(profile, tokenizer, rows: list[dict], start_model) -> dict[str, dict]:
+def training_steps(profile, tokenizer, rows: list[dict], start_model, kept_adapter: Path | None = None
+                   ) -> dict[str, dict]:
     """Seconds per step with the profile's settings, then with one thing changed at a time; ratio = alternative ÷
-    profile's (above 1: the profile's choice is faster). start_model is where DPO starts (copied for each run)."""
+    profile's (above 1: the profile's choice is faster). start_model is where DPO starts: each measurement trains its
+    own adapter on it, taken off again afterwards (a 4-bit start keeps its SFT adapter, kept_adapter)."""
     from helpers import data
-    from helpers.models import copy_model, load_model
+    from helpers.models import load_model
 
     pairs = data.make_preference_pairs(rows, 1.0, system_prompt=profile.system_prompt)
     short = max(profile.batch_size * profile.grad_accum * 6, 1)  # six steps are enough for a median
@@ -135,16 +139,16 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model) -> dict[st
         variant = change.pop("profile", profile)
         examples = (pairs if variant is profile else
                     data.make_preference_pairs(rows, 1.0, system_prompt=variant.system_prompt))
-        seconds = step_seconds("dpo", copy_model(start_model), tokenizer, examples, variant, epochs=dpo_epochs,
-                               **change)
+        seconds, start_model = step_seconds("dpo", start_model, tokenizer, examples, variant, epochs=dpo_epochs,
+                                            kept_adapter=kept_adapter, **change)
         report[name] = {"seconds_per_step": round(seconds, 3)}
     if profile.run_sft:
         examples = data.make_sft_examples(rows, profile.system_prompt)
         sft_epochs = min(1.0, short * 2 / len(examples))
         for name, change in {"SFT, the profile's settings": {},
                              f"SFT, {_other_threads()} torch threads": dict(threads=_other_threads())}.items():
-            seconds = step_seconds("sft", load_model(profile, trainable=True), tokenizer, examples, profile,
-                                   epochs=sft_epochs, **change)
+            seconds, _ = step_seconds("sft", load_model(profile, trainable=True), tokenizer, examples, profile,
+                                      epochs=sft_epochs, **change)
             report[name] = {"seconds_per_step": round(seconds, 3)}
     for stage in ("DPO", "SFT"):
         chosen = report.get(f"{stage}, the profile's settings")
@@ -219,13 +223,15 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     prompts = [r["prompt"] for r in data.load_test_prompts(languages=profile.languages)][:n_prompts]
     echo("generation…")
     report["generation"] = generation(profile, model, tokenizer, prompts)
-    if profile.run_sft:  # trained afresh (into a scratch cache), so its time is the real one
-        with tempfile.TemporaryDirectory() as cache:
-            (start, _, _), stages["sft_train"] = _timed(get_sft_model, profile, rows, 0, True, Path(cache))
-    else:
-        start, stages["model_load_trainable"] = _timed(load_model, profile, trainable=True)
     echo("training steps…")
-    report["training_steps"] = training_steps(profile, tokenizer, rows, prepare_for_dpo(start, profile))
+    with tempfile.TemporaryDirectory() as cache:
+        if profile.run_sft:  # trained afresh (into a scratch cache), so its time is the real one
+            (start, _, sft_dir), stages["sft_train"] = _timed(get_sft_model, profile, rows, 0, True, Path(cache))
+        else:
+            (start, sft_dir), stages["model_load_trainable"] = _timed(
+                lambda: (load_model(profile, trainable=True), None))
+        report["training_steps"] = training_steps(profile, tokenizer, rows, prepare_for_dpo(start, profile),
+                                                  sft_dir if profile.load_in_4bit else None)
     echo("a whole run…")
     runs = run_command_seconds(profile.name, model_dir, cached_sft=profile.name == "tiny")
     report["run_command"] = runs

@@ -58,9 +58,10 @@ def _tables(model, tokenizer, rows: list[dict], system_prompt: str | None) -> tu
 
 
 def kfold_tables(plan: dict, rows: list[dict], pairs, tokenizer, system_prompt: str | None,
-                 train_fold: Callable) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+                 train_fold: Callable, release: Callable) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(trained, base, preferred) over the first len(pairs) rows, each row measured by a model trained on the pairs
-    of the other folds. train_fold(fold_pairs, name) trains a fresh copy of the start model and returns it."""
+    of the other folds. train_fold(fold_pairs, name) trains a fresh adapter on the start model and returns the
+    trained model; release(model) takes that adapter off again once the fold is measured."""
     size, folds = len(pairs), plan["folds"]
     trained, base = [], []
     for fold in range(folds):
@@ -69,6 +70,7 @@ def kfold_tables(plan: dict, rows: list[dict], pairs, tokenizer, system_prompt: 
         fold_trained, fold_base = _tables(model, tokenizer, [rows[i] for i in inside], system_prompt)
         trained.append(fold_trained)
         base.append(fold_base)
+        release(model)
         del model
     return pd.concat(trained, ignore_index=True), pd.concat(base, ignore_index=True), list(pairs["preferred"])
 

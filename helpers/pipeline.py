@@ -25,8 +25,9 @@ from helpers.evaluation import (answer_fluency, generation_metrics, implicit_rew
 from helpers.files import read_json, write_json_atomic
 from helpers.folders import is_complete, keep_if_complete, mark_complete, staged_dir
 from helpers.generation import generate_with_ends
+from helpers.hardware import precision_name
 from helpers.killpoints import kill_point
-from helpers.models import copy_model, load_model, load_tokenizer, model_origin
+from helpers.models import load_model, load_tokenizer, model_origin
 from helpers.notebook import set_seed
 from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # noqa: F401 (also used from here)
                           check_resume, check_run_request, check_writable, hold_folder, is_main_process, is_same_run,
@@ -35,7 +36,7 @@ from helpers.runs import (COMPLETE_MARKER, Inputs, RunConfig, check_out_dir,  # 
 from helpers.holdout import holdout_plan, kfold_tables, rest_tables
 from helpers.homework import model_record
 from helpers.row_values import answer_rows, probe_metrics, row_intervals, save_row_values, stage_tables
-from helpers.training import TrainResult, prepare_for_dpo, train_dpo, train_sft
+from helpers.training import TrainResult, prepare_for_dpo, release_adapters, train_dpo, train_sft
 
 # --- several processes (accelerate launch) ---------------------------------------------------------------
 
@@ -85,16 +86,30 @@ def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Pr
 
 def add_fluency(stages: dict[str, StageResult], profile: Profile, tokenizer, inputs: Inputs,
                 base_model: torch.nn.Module | None = None) -> None:
-    """Add each stage's `fluency`: the untrained base model's mean per-token log-prob of that stage's answers."""
+    """Add each stage's `fluency`: the untrained base model's mean per-token log-prob of that stage's answers.
+
+    base_model: the base, or a PEFT model whose adapters sit on the untouched base (no SFT stage, or a 4-bit SFT
+    adapter): it is read with its adapters switched off, so no second copy of the weights is loaded. Without it the
+    base is loaded (an SFT stage folded into the weights leaves no base in memory).
+    """
     if not is_main_process():
         return
     model = base_model if base_model is not None else load_model(profile)
     prompts = [r["prompt"] for r in inputs.test_rows]
-    for stage in stages.values():
-        values = answer_fluency(model, tokenizer, prompts, stage.answers, profile.system_prompt)
-        stage.metrics["fluency"] = float(pd.Series(values).mean())  # NaN (empty answers) left out
-        if not stage.answer_rows.empty:
-            stage.answer_rows["fluency"] = values
+    with adapters_off(model):
+        for stage in stages.values():
+            values = answer_fluency(model, tokenizer, prompts, stage.answers, profile.system_prompt)
+            stage.metrics["fluency"] = float(pd.Series(values).mean())  # NaN (empty answers) left out
+            if not stage.answer_rows.empty:
+                stage.answer_rows["fluency"] = values
+
+
+def adapters_off(model: torch.nn.Module):
+    """A context in which a PEFT model runs its base weights (every adapter off); nothing for a plain model."""
+    import contextlib
+
+    return model.disable_adapter() if hasattr(model, "disable_adapter") and hasattr(model, "peft_config") \
+        else contextlib.nullcontext()
 
 
 def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
@@ -153,7 +168,8 @@ def get_sft_model(profile: Profile, train_rows: list[dict], seed: int = 0, retra
         with hold_folder(folder, wait=float("inf")):
             if retrain or not (keep_if_complete(folder) if is_main_process() else is_complete(folder)):
                 return train_sft_cache(folder, profile, train_rows, seed, resume=not retrain)
-    model = load_model(profile, adapter_dir=folder)
+    # A 4-bit profile trains its SFT adapter further in DPO (it cannot be folded into 4-bit weights): load it trainable
+    model = load_model(profile, adapter_dir=folder, trainable=profile.load_in_4bit)
     cached = read_json(folder / "log_history.json")
     return model, TrainResult(model=model, log_history=cached["log_history"], seconds=cached["seconds"]), folder
 
@@ -200,6 +216,7 @@ def environment_facts() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "peft": peft.__version__,
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "precision": precision_name(),  # what the run computed in: export merges into the same type
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
@@ -282,7 +299,8 @@ def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str
 
 @dataclass
 class Prepared:
-    """What every DPO run of one profile, data and seed shares: the inputs, the judge, base and SFT measured once."""
+    """What every DPO run of one profile, data and seed shares: the inputs, the judge, base and SFT measured once, and
+    the one start model every run trains its own adapter on (taken off again after the run: see release)."""
 
     profile: Profile
     tokenizer: object
@@ -290,10 +308,20 @@ class Prepared:
     judge: object
     judge_acc: float
     stages: dict[str, StageResult]
-    start_model: torch.nn.Module  # the SFT model folded into plain weights (or the base model without SFT)
+    start_model: torch.nn.Module  # the SFT model folded into plain weights, the 4-bit base + SFT adapter, or the base
     logs: dict[str, list[dict]]
     timings: dict[str, float]
     sft_dir: Path | None = None  # the SFT adapter folded into start_model (None: no SFT, or kept as an adapter)
+    kept_adapter: Path | None = None  # a 4-bit profile's SFT adapter, which start_model carries (trainable)
+
+    @property
+    def base_under_adapters(self) -> bool:
+        """True when a trained model with its adapters off is the untrained base (no SFT folded into the weights)."""
+        return not self.profile.run_sft or self.kept_adapter is not None
+
+    def release(self, trained: torch.nn.Module) -> None:
+        """Take a finished run's adapter off the shared start model, so the next run starts where this one did."""
+        self.start_model = release_adapters(trained, self.kept_adapter)
 
 
 def prepare(config: RunConfig, echo=print) -> Prepared:
@@ -305,7 +333,11 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
     set_seed(config.seed)
     judge = train_stance_judge(inputs.train_rows, seed=config.seed)
     tokenizer = load_tokenizer(profile)
-    stages = {"base": measure_base(profile, inputs, judge)}
+    if profile.run_sft:
+        stages = {"base": measure_base(profile, inputs, judge)}
+    else:  # DPO starts from the base model itself: loaded once, measured, trained
+        model = load_model(profile, trainable=True)
+        stages = {"base": measure_stage(model, tokenizer, inputs, profile, judge)}
     echo(f"base: {stages['base'].metrics}")
     timings["base"] = time.perf_counter() - clock
     logs: dict[str, list[dict]] = {}
@@ -319,24 +351,22 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
         stages["sft"] = measure_stage(model, tokenizer, inputs, profile, judge)
         echo(f"sft: {stages['sft'].metrics}")
         timings["eval_sft"] = time.perf_counter() - clock
-    else:
-        model = load_model(profile, trainable=True)
     held_apart = inputs.eval_rows and inputs.holdout["method"] == "file"  # held-out labelled rows trained the judge
     judge_acc = judge_accuracy(judge, inputs.eval_rows) if held_apart else None
-    return Prepared(profile, tokenizer, inputs, judge, judge_acc, stages,
-                    prepare_for_dpo(model, profile), logs, timings,
-                    sft_dir=None if profile.load_in_4bit else sft_dir)
+    kept = sft_dir if profile.load_in_4bit else None
+    return Prepared(profile, tokenizer, inputs, judge, judge_acc, stages, prepare_for_dpo(model, profile), logs,
+                    timings, sft_dir=None if kept else sft_dir, kept_adapter=kept)
 
 
 def run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool = False, echo=print,
-            fresh_copy: bool = False, resume: bool = False) -> dict:
-    """One DPO run from the prepared SFT model: train, measure, save the run folder; returns metrics.json's dict."""
+            resume: bool = False) -> dict:
+    """One DPO run from the prepared start model: train, measure, save the run folder; returns metrics.json's dict.
+    The run's adapter is taken off the start model afterwards, so the same Prepared serves many runs."""
     with hold_folder(Path(out_dir)):
-        return _run_dpo(prepared, config, Path(out_dir), overwrite, echo, fresh_copy, resume)
+        return _run_dpo(prepared, config, Path(out_dir), overwrite, echo, resume)
 
 
-def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool, echo, fresh_copy: bool,
-             resume: bool) -> dict:
+def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bool, echo, resume: bool) -> dict:
     """run_dpo's steps, once the folder is held."""
     profile, inputs = prepared.profile, prepared.inputs
     pairs = data.make_preference_pairs(inputs.train_rows, config.support_ratio, config.data_size,
@@ -347,31 +377,31 @@ def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bo
         check_writable(Path(out_dir))
         write_json_atomic(Path(out_dir) / "config.json", asdict(config))
     beta = config.beta if config.beta is not None else profile.beta
-    model = copy_model(prepared.start_model) if fresh_copy else prepared.start_model
     timings = dict(prepared.timings)
     clock = time.perf_counter()
     plan = holdout_plan(config, len(inputs.train_rows)) if config.homework and not config.eval_data else None
     if plan and plan["method"] == "rest" and plan == inputs.holdout:  # every stage was measured on these rows
         plan = None
     measured = None
-    if plan and plan["method"] == "kfold":  # before the main run: each fold starts from the untouched base model
+    if plan and plan["method"] == "kfold":  # before the main run: each fold trains its own adapter on the start model
         def train_fold(fold_pairs, name: str) -> torch.nn.Module:
             set_seed(config.seed)
-            return train_dpo(copy_model(prepared.start_model), prepared.tokenizer, fold_pairs, profile,
+            return train_dpo(prepared.start_model, prepared.tokenizer, fold_pairs, profile,
                              Path(out_dir) / "checkpoints" / name, beta=beta, num_epochs=config.num_epoch,
                              learning_rate=config.learning_rate, seed=config.seed).model
 
         measured = kfold_tables(plan, inputs.train_rows, pairs, prepared.tokenizer, profile.system_prompt,
-                                train_fold)
+                                train_fold, prepared.release)
         timings["holdout"] = time.perf_counter() - clock
         clock = time.perf_counter()
     set_seed(config.seed)
     checkpoints = Path(out_dir) / "checkpoints" / "dpo"  # `run --resume` continues from the newest one
-    result = train_dpo(model, prepared.tokenizer, pairs, profile, checkpoints, beta=beta,
+    result = train_dpo(prepared.start_model, prepared.tokenizer, pairs, profile, checkpoints, beta=beta,
                        num_epochs=config.num_epoch, learning_rate=config.learning_rate, seed=config.seed,
                        checkpoint_every=profile.checkpoint_steps, resume=resume)
     timings["dpo"] = time.perf_counter() - clock
     if not is_main_process():
+        prepared.release(result.model)
         return {}
     clock = time.perf_counter()
     stages = {name: copy.deepcopy(stage) for name, stage in prepared.stages.items()}
@@ -389,7 +419,8 @@ def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bo
     reference = stages.get("sft", stages["base"])
     for stage in stages.values():
         add_reward_metrics(stage, reference, preferred, beta)
-    add_fluency(stages, profile, prepared.tokenizer, inputs)
+    add_fluency(stages, profile, prepared.tokenizer, inputs,
+                base_model=result.model if prepared.base_under_adapters else None)
     echo(f"dpo: {stages['dpo'].metrics}")
     timings["total"] = sum(timings.values())
     logs = {**prepared.logs, "dpo": result.log_history}
@@ -399,6 +430,7 @@ def _run_dpo(prepared: Prepared, config: RunConfig, out_dir: Path, overwrite: bo
     metrics = save_run(Path(out_dir), config, inputs, stages, logs, prepared.judge_acc, result.model, timings,
                        sft_dir=prepared.sft_dir, resumed_from=result.resumed_from, extra=extra)
     drop_checkpoints(Path(out_dir))
+    prepared.release(result.model)
     return metrics
 
 
@@ -441,11 +473,12 @@ def ensure_dpo_run(prepared: Prepared, config: RunConfig, folder: Path, overwrit
                    echo=print) -> tuple[dict, bool]:
     """(metrics, reused): the complete run in folder if it has exactly this config, else a new DPO run there.
 
-    The new run starts from a fresh copy of the prepared SFT model, so the same Prepared serves many runs. An earlier
-    run with other settings is moved aside; overwrite=True retrains even an identical run.
+    The new run trains its own adapter on the prepared start model (taken off again afterwards), so the same Prepared
+    serves many runs. An earlier run with other settings is moved aside; overwrite=True retrains even an identical
+    run.
     """
     if not overwrite and is_same_run(folder, config):
         return read_json(Path(folder) / "metrics.json"), True
     with hold_folder(folder):
         make_room(folder, echo)
-        return run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None, fresh_copy=True), False
+        return run_dpo(prepared, config, folder, overwrite=True, echo=lambda _: None), False

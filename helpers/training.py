@@ -21,7 +21,8 @@ from helpers.folders import file_problem, set_aside
 from helpers.killpoints import arm_trainer
 from helpers.models import adapter_config
 from helpers.runs import is_main_process
-from helpers.trainer_args import common_args, dpo_arguments, precision_flags  # noqa: F401 (also used from here)
+from helpers.hardware import precision_flags  # noqa: F401 (imported from here too)
+from helpers.trainer_args import common_args, dpo_arguments
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -74,6 +75,27 @@ def dpo_config(profile: Profile, output_dir: str | Path, beta: float | None = No
 
     return DPOConfig(**dpo_arguments(profile, output_dir, beta, num_epochs, learning_rate, seed, loss_type,
                                      loss_weights, precompute_ref_log_probs, **overrides))
+
+
+def keep_adapters_in_fp32(trainer, exact: dict[str, torch.Tensor] | None = None) -> None:
+    """Put the trainable weights back to fp32 unless the run trains in bf16; `exact` (name → the fp32 values from
+    before the trainer was built) restores an existing adapter without the rounding that the cast left behind.
+
+    TRL casts every trainable LoRA weight of a 4-bit model to bf16, whatever the GPU. A T4 trains in fp16, whose
+    gradient scaler has no bf16 kernel: the first optimizer step would fail. fp32 adapters under fp16 autocast are
+    what QLoRA on a T4 needs; on a CPU they keep the run in fp32 throughout.
+    """
+    if trainer.args.bf16:
+        return
+    for name, parameter in trainer.model.named_parameters():
+        if parameter.requires_grad and parameter.dtype in (torch.bfloat16, torch.float16):
+            saved = (exact or {}).get(name)
+            parameter.data = saved if saved is not None and saved.shape == parameter.shape else parameter.data.float()
+
+
+def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable weights, by name (an SFT adapter a 4-bit model trains further)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _quiet(trainer) -> None:
@@ -132,6 +154,7 @@ def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume:
                 stage: str = "train") -> TrainResult:
     """Train quietly (resuming from the newest complete checkpoint if asked); the model, log, time and steps come back."""
     _quiet(trainer)
+    keep_adapters_in_fp32(trainer)  # every trainer: TRL's SFT, DPO, KTO and ORPO all cast QLoRA adapters to bf16
     for callback in callbacks or []:
         trainer.add_callback(callback)
     arm_trainer(trainer, stage)  # the crash test's kill points; nothing unless DPO_KILL_AT is set
@@ -187,6 +210,27 @@ def prepare_for_dpo(model: torch.nn.Module, profile: Profile) -> torch.nn.Module
     return model
 
 
+def release_adapters(model: torch.nn.Module, kept_adapter: str | Path | None = None) -> torch.nn.Module:
+    """The start model again, in place: every LoRA layer of a trained PEFT model taken out, nothing merged (PEFT's
+    unload), so the next run trains a fresh adapter on the same base, never on a copy of it. A 4-bit start that keeps
+    its SFT adapter gets it back from kept_adapter, trainable. What the run made is freed before this returns."""
+    import gc
+
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = model.unload()
+    for module in model.modules():  # TRL's per-instance forward patches; the next trainer adds its own
+        vars(module).pop("forward", None)
+        vars(module).pop("_original_forward", None)
+    if kept_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(kept_adapter), is_trainable=True)
+    gc.collect()  # the trainer, its optimizer and the adapter sit in reference cycles
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return model
+
+
 def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,
                 output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
                 learning_rate: float | None = None, seed: int = 0, checkpoint_every: int | None = None,
@@ -201,9 +245,12 @@ def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pair
     from unittest import mock
 
     # The reference pre-pass runs in the constructor and draws a progress bar that disable_tqdm does not reach.
+    exact = trainable_weights(model)  # a 4-bit model's SFT adapter, before TRL rounds it to bf16
     with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):
-        return DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
-                          peft_config=adapter_config(model, profile))
+        trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
+                             peft_config=adapter_config(model, profile))
+    keep_adapters_in_fp32(trainer, exact)
+    return trainer
 
 
 def train_dpo(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pairs: Dataset, profile: Profile,

@@ -14,7 +14,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from helpers.config import Profile
-from helpers.models import adapter_config, copy_model
+from helpers.models import adapter_config
 from helpers.notebook import set_seed
 from helpers.training import TrainResult, common_args, run_trainer, train_dpo
 
@@ -133,7 +133,8 @@ def train_variant(name: str, start_model: torch.nn.Module, tokenizer: PreTrained
 
 def compare_variants(prepared, pairs: Dataset, names: list[str] | None = None, num_epochs: float = 3,
                      seed: int = 0) -> pd.DataFrame:
-    """Train every variant from a fresh copy of the prepared SFT model and measure it; one row per variant.
+    """Train every variant's own adapter on the prepared start model (taken off again after it is measured); one row
+    per variant.
 
     The first row is the starting point (SFT, or base without SFT). The answers to the test prompts and the
     training logs are kept in table.attrs["answers"] and table.attrs["logs"], by variant.
@@ -146,11 +147,12 @@ def compare_variants(prepared, pairs: Dataset, names: list[str] | None = None, n
     for name in names or list(VARIANTS):
         set_seed(seed)
         with tempfile.TemporaryDirectory() as scratch:
-            result = train_variant(name, copy_model(prepared.start_model), prepared.tokenizer, pairs,
-                                   prepared.profile, scratch, num_epochs, seed)
+            result = train_variant(name, prepared.start_model, prepared.tokenizer, pairs, prepared.profile, scratch,
+                                   num_epochs, seed)
         stage = measure_stage(result.model, prepared.tokenizer, prepared.inputs, prepared.profile, prepared.judge)
         rows[name] = {**stage.metrics, "train_seconds": result.seconds, "steps": result.steps}
         answers[name], logs[name] = stage.answers, result.log_history
+        prepared.release(result.model)
         del result
     table = pd.DataFrame(rows).T[list(COLUMNS) + ["steps"]].astype(float)
     table.index.name = "variant"

@@ -16,7 +16,7 @@ from peft import PeftModel
 from helpers import data
 from helpers.evaluation import implicit_reward_metrics, repetition, stance_logps, support_rate
 from helpers.generation import generate_answers, generate_one_by_one
-from helpers.models import copy_model, load_model, load_tokenizer
+from helpers.models import load_model, load_tokenizer
 from helpers.pipeline import RunConfig, get_sft_model, run_pipeline
 from helpers.training import prepare_for_dpo, train_dpo
 
@@ -68,23 +68,27 @@ def test_first_dpo_step_is_ln2_and_only_lora_weights_move(sft_model, tiny_profil
         assert torch.equal(base_after[name], tensor), f"base weight {name} changed"
 
 
-def test_copy_of_a_trained_model_runs_its_own_weights(tiny_profile, tmp_path):
-    """A trainer patches forward on the instance; deepcopy keeps that patch (it calls the original's weights)."""
+def test_release_adapters_gives_the_start_model_back_for_the_next_run(tiny_profile, tmp_path):
+    """Runs share one start model: each trains its own adapter on it, and taking the adapter off (nothing merged)
+    gives back exactly the start model, which the next run trains again."""
+    from helpers.training import release_adapters
+
     model = load_model(tiny_profile, trainable=True)
-    trained = train_dpo(model, load_tokenizer(tiny_profile), _pairs(8), tiny_profile, tmp_path, max_steps=1).model
     ids = torch.tensor([[5, 6, 7, 8]])
-    outputs = {}
-    for name, copier in (("deepcopy", copy.deepcopy), ("copy_model", copy_model)):
-        copied = copier(trained)
-        with torch.no_grad():
-            for weight in copied.parameters():
-                weight.zero_()
-            outputs[name] = copied(ids).logits
     with torch.no_grad():
-        original = trained(ids).logits
-    assert torch.equal(outputs["deepcopy"], original)  # the trap this helper exists for
-    assert not torch.equal(outputs["copy_model"], original)
-    assert torch.count_nonzero(outputs["copy_model"]) == 0
+        start_logits = model(ids).logits
+    tokenizer = load_tokenizer(tiny_profile)
+    trained = train_dpo(model, tokenizer, _pairs(8), tiny_profile, tmp_path / "a", max_steps=2).model
+    with torch.no_grad():
+        assert not torch.allclose(trained(ids).logits, start_logits), "the adapter must have changed the model"
+    released = release_adapters(trained)
+    assert released is model and not isinstance(released, PeftModel)
+    assert not any("lora_" in name for name, _ in released.named_parameters())
+    assert "forward" not in vars(released), "a trainer's per-instance forward patch stays behind"
+    with torch.no_grad():
+        assert torch.equal(released(ids).logits, start_logits)
+    again = train_dpo(released, tokenizer, _pairs(8), tiny_profile, tmp_path / "b", max_steps=2).model
+    assert sum(p.numel() for p in again.parameters() if p.requires_grad) > 0
 
 
 def test_dpo_refuses_to_build_a_reference_from_disk(sft_model, tiny_profile, tmp_path, monkeypatch):
