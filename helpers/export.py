@@ -1,5 +1,6 @@
-"""Exporting a run: fold the LoRA adapters into the base weights, save a standalone model (safetensors, tokenizer,
-chat template), check its greedy answers equal the adapter model's, and optionally push it to the hub."""
+"""Exporting a run: fold the LoRA adapters into the base weights (a 4-bit run's: the dequantized NF4 weights it trained
+against), save a standalone model (safetensors, tokenizer, chat template), check that the saved folder gives the run's
+own greedy answers, and optionally push it to the hub."""
 
 from __future__ import annotations
 
@@ -15,27 +16,75 @@ from helpers.files import read_json, write_json_atomic
 from helpers.models import is_offline, load_tokenizer, model_source
 from helpers.runs import replace_dir
 
-FOUR_BIT_NOTE = ("4-bit weights cannot take a merged adapter without rounding it away, so the base model is loaded "
-                 "again in 16 bit on the CPU: about 2 bytes per parameter of RAM (~15 GB for a 7B model) and a few "
-                 "minutes; the result is a 16-bit model, ~4x the size of the 4-bit one.")
+FOUR_BIT_NOTE = ("a 4-bit run trained its adapter against the NF4 weights, so export loads the base in 4 bit as the "
+                 "run did, dequantizes it to the run's 16-bit type and merges the adapter into that: the exported "
+                 "model is the trained one, about 4x the size of the 4-bit weights.")
+GENERATION_CHECK_LIMIT = 1.0e9  # parameters: above this, greedy answers on a CPU would take hours (not checked there)
+
+
+def run_profile(run_dir: Path):
+    """The profile a saved run trained with (its homework's, with the model it really used)."""
+    from helpers.runs import RunConfig, resolve_profile
+
+    return resolve_profile(RunConfig(**read_json(Path(run_dir) / "config.json")), check_hardware=False)
+
+
+def run_dtype(run_dir: Path, profile) -> torch.dtype:
+    """The 16-bit (or fp32) type a run computed in: what its metrics.json recorded, else this machine's choice."""
+    from helpers.hardware import pick_dtype
+
+    recorded = read_json(Path(run_dir) / "metrics.json").get("environment", {}).get("precision")
+    named = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32 (CPU)": torch.float32}
+    if recorded in named:
+        return named[recorded]
+    return pick_dtype() if profile.load_in_4bit else torch.float32
+
+
+def export_memory(parameters: int, dtype: torch.dtype, gpu_free_gib: float | None, ram_gib: float | None) -> str:
+    """Where the merged model fits ("cuda" or "cpu"), or a UserError that says what it needs and what there is."""
+    need = parameters * torch.finfo(dtype).bits / 8 / 2**30 + 0.5  # the merged weights, plus room to work
+    if gpu_free_gib is not None and gpu_free_gib >= need:
+        return "cuda"
+    if ram_gib is None or ram_gib >= need:
+        return "cpu"
+    gpu = f"{gpu_free_gib:.1f} GiB free on the GPU and " if gpu_free_gib is not None else ""
+    raise UserError(f"exporting merges the adapter into a {str(dtype).removeprefix('torch.')} copy of the "
+                    f"{parameters / 1e9:.1f}B-parameter base: about {need:.1f} GiB, and this machine has {gpu}"
+                    f"{ram_gib:.1f} GiB of RAM available (free Colab: 14.7 GiB on a T4, 12.7 GiB of RAM). The run's "
+                    "adapter folder is the trained part: load it on top of the 4-bit base (PeftModel.from_pretrained), "
+                    "or export on a machine with more memory")
 
 
 def load_run_model(run_dir: Path):
-    """The run's DPO model as base weights (+ the SFT adapter folded in) + the DPO adapter, on the CPU, for export."""
+    """The run's trained network as one model with its adapters on top, for merging: base weights (+ the SFT adapter
+    folded in) + the DPO adapter; a 4-bit run's base dequantized from the NF4 weights it trained against."""
     from peft import PeftModel
 
-    from helpers.runs import RunConfig, resolve_profile
+    from helpers.hardware import gpu_memory_gib, ram_gib
+    from helpers.memory import parameter_count
 
     run_dir = Path(run_dir)
     if not (run_dir / "adapter" / "adapter_config.json").exists():
         raise UserError(f"{run_dir} has no saved adapter; export needs a complete run folder from `run` or notebook 04")
-    profile = resolve_profile(RunConfig(**read_json(run_dir / "config.json")))
+    profile = run_profile(run_dir)
     if profile.run_sft and not profile.load_in_4bit and not (run_dir / "sft_adapter").exists():
         raise UserError(f"{run_dir} has no sft_adapter/: its DPO adapter was trained on the SFT model, so without the "
                         "SFT adapter the export would be a different model; save the run with save_run(..., sft_dir=...)")
-    dtype = torch.float16 if profile.load_in_4bit else torch.float32  # see FOUR_BIT_NOTE
-    model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype,
-                                                 trust_remote_code=profile.trust_remote_code)
+    dtype = run_dtype(run_dir, profile)
+    parameters = parameter_count(profile)
+    gpu = gpu_memory_gib()
+    device = export_memory(parameters, dtype, gpu[0] if gpu else None, ram_gib()) if parameters else "cpu"
+    if profile.load_in_4bit:
+        from helpers.models import keep_4bit_trainable_on_cpu, quantization_config
+
+        model = AutoModelForCausalLM.from_pretrained(
+            model_source(profile), dtype=dtype, device_map={"": 0 if device == "cuda" else "cpu"},
+            quantization_config=quantization_config(profile, dtype), trust_remote_code=profile.trust_remote_code)
+        keep_4bit_trainable_on_cpu(model)
+        model = model.dequantize(dtype=dtype)  # the values the 4-bit layers computed with
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_source(profile), dtype=dtype,
+                                                     trust_remote_code=profile.trust_remote_code)
     if (run_dir / "sft_adapter").exists():
         model = PeftModel.from_pretrained(model, str(run_dir / "sft_adapter")).merge_and_unload()
     model = PeftModel.from_pretrained(model, str(run_dir / "adapter"))
@@ -55,8 +104,10 @@ def check_export_dir(out_dir: Path, run_dir: Path, overwrite: bool) -> None:
 
 def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, echo=print,
                overwrite: bool = False) -> dict:
-    """Merge, save, reload with AutoModelForCausalLM and compare greedy answers; returns what was checked."""
-    from helpers.data import load_test_prompts
+    """Merge, save, free, reload the saved folder with AutoModelForCausalLM and answer the run's own test prompts:
+    the exported model must give the run's greedy answers (one copy of the weights alive at a time)."""
+    import gc
+
     from helpers.generation import generate_answers
 
     check_export_dir(out_dir, run_dir, overwrite)
@@ -65,26 +116,32 @@ def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, ech
     adapter_model, tokenizer, profile = load_run_model(run_dir)
     if profile.load_in_4bit:
         echo(FOUR_BIT_NOTE)
-    prompts = [row["prompt"] for row in load_test_prompts()]
-
-    def answers(model) -> list[str]:
-        return generate_answers(model, tokenizer, prompts, profile.system_prompt, profile.max_new_tokens,
-                                batch_size=profile.gen_batch_size, progress=False)
-
-    before = answers(adapter_model)
     merged = adapter_model.merge_and_unload()
+    dtype, device, parameters = merged.dtype, next(merged.parameters()).device, merged.num_parameters()
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     merged.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)  # includes chat_template.jinja
     replace_dir(staging, out_dir)
-    reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=merged.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    after = answers(reloaded)
+    del adapter_model, merged
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    expected = read_json(Path(run_dir) / "answers.json")  # the run's own prompts and its DPO model's answers
     report = {"run": str(Path(run_dir).resolve()), "model_dir": str(out_dir), "profile": profile.name,
-              "same_greedy_answers": before == after, "prompts": len(prompts),
-              "files": sorted(p.name for p in out_dir.iterdir())}
+              "dtype": str(dtype).removeprefix("torch."), "prompts": len(expected)}
+    if device.type == "cpu" and parameters > GENERATION_CHECK_LIMIT:
+        report.update(same_greedy_answers=None, check="not run: greedy answers of a model this size on a CPU take "
+                                                      "hours; reload the folder on a GPU to compare")
+    else:
+        reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=dtype, device_map={"": device})
+        answers = generate_answers(reloaded, AutoTokenizer.from_pretrained(out_dir), [a["prompt"] for a in expected],
+                                   profile.system_prompt, profile.max_new_tokens, batch_size=profile.gen_batch_size,
+                                   progress=False)
+        same = sum(a == e["dpo"] for a, e in zip(answers, expected))
+        report.update(same_greedy_answers=same == len(expected), same_answers=f"{same}/{len(expected)}")
+    report["files"] = sorted(p.name for p in out_dir.iterdir())
     write_json_atomic(out_dir / "export.json", report)
     if push_to_hub:
         report["pushed_to"] = push_model(out_dir, push_to_hub)
