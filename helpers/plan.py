@@ -7,17 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import data
-from helpers.config import has_gpu
+from helpers.hardware import gpu_capability, has_gpu, precision_name
 from helpers.runs import RunConfig, resolve_profile
 
-T4_PRECISION = {"bf16": False, "fp16": True}  # what a T4 trains in (it has no bf16)
+T4_PRECISION = {"bf16": False, "fp16": True}  # what a T4 trains in (it only emulates bf16)
 
 
 def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
     """The resolved settings of a run, section by section (plain values, ready to print or to show as JSON)."""
     from helpers.homework import load_homework_preset, model_warning
     from helpers.holdout import holdout_plan
-    from helpers.memory import T4_GIB, estimate_peak_memory
+    from helpers.memory import T4_CAPABILITY, T4_GIB, estimate_peak_memory
     from helpers.trainer_args import dpo_arguments
 
     profile = resolve_profile(config, check_hardware=False)
@@ -29,10 +29,11 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
     size = config.data_size or rows
     arguments = dpo_arguments(profile, Path(out_dir) / "checkpoints" / "dpo", config.beta, config.num_epoch,
                               config.learning_rate, config.seed)
-    precision_note = "this machine's"
+    precision_note = f"this machine's: {precision_name()}"
+    gpu = gpu_capability()
     if profile.needs_gpu and not has_gpu():
         arguments = {k: v for k, v in arguments.items() if k != "use_cpu"} | T4_PRECISION
-        precision_note = "a T4's (fp16; bf16 on Ampere and newer)"
+        precision_note, gpu = "a T4's: fp16 (bf16 from compute capability 8.0, Ampere)", T4_CAPABILITY
     try:
         result_name = config.answers_file_name(rows)
     except ValueError as error:  # hw7 without --student-id: say so instead of failing the dry run
@@ -42,7 +43,7 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
         "model": {"profile": profile.name, "model_name": profile.model_name, "needs_gpu": profile.needs_gpu,
                   "warning": model_warning(preset, profile.model_name) if preset else None},
         "quantization": ({"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-                          "bnb_4bit_compute_dtype": "bfloat16 where supported, float16 on a T4"}
+                          "bnb_4bit_compute_dtype": "the training precision: float16 on a T4, bfloat16 from 8.0"}
                          if profile.load_in_4bit else None),
         "lora": {"r": profile.lora_r, "lora_alpha": profile.lora_alpha, "lora_dropout": profile.lora_dropout,
                  "target_modules": profile.lora_target_modules},
@@ -56,7 +57,7 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
         "dpo_config": arguments,
         "dpo_precision": precision_note,
         "result_file": result_name,
-        "memory": estimate_peak_memory(profile, on_gpu=profile.needs_gpu or has_gpu()),
+        "memory": estimate_peak_memory(profile, gpu=gpu),
         "t4_gib": T4_GIB,
     }
     return plan
@@ -86,11 +87,14 @@ def plan_text(plan: dict) -> str:
     else:
         gib = memory["gib"]
         parts = ", ".join(f"{k} {v:.2f}" for k, v in gib.items() if k != "total")
-        verdict = "fits" if gib["total"] <= plan["t4_gib"] else "does NOT fit"
-        lines.append(f"memory        ~{gib['total']:.1f} GiB estimated peak ({parts}); {verdict} a T4's "
-                     f"{plan['t4_gib']:g} GiB; {memory['parameters'] / 1e9:.2f}B parameters, "
-                     f"{memory['lora_parameters'] / 1e6:.1f}M in LoRA, {memory['tokens_per_step']} tokens per step")
-        if plan["held_out"]["method"] == "kfold":
-            lines.append(f"              the k-fold measurement keeps a second copy of the weights: "
-                         f"+{gib['weights']:.1f} GiB (--holdout none, or a data_size below the row count, avoids it)")
+        margin = plan["t4_gib"] - gib["total"]
+        verdict = (f"fits a T4's {plan['t4_gib']:g} GiB usable, {margin:.1f} GiB to spare" if margin >= 0 else
+                   f"does NOT fit a T4's {plan['t4_gib']:g} GiB usable: {-margin:.1f} GiB short")
+        lines.append(f"memory        ~{gib['total']:.1f} GiB estimated peak in {memory['dtype']}, attention kernel "
+                     f"{memory['attention']} ({parts}; peak = weights + the larger of training and measuring + "
+                     f"context); {verdict}")
+        lines.append(f"              {memory['parameters'] / 1e9:.2f}B parameters, {memory['copies']} copy of the "
+                     f"weights alive, {memory['lora_parameters'] / 1e6:.1f}M in LoRA, {memory['tokens_per_step']} "
+                     f"tokens per step; export (a 16-bit merge) needs ~{memory['export_gib']:.1f} GiB of RAM or GPU "
+                     f"memory (free Colab: 12.7 GiB RAM)")
     return "\n".join(lines)
