@@ -22,13 +22,25 @@ if TYPE_CHECKING:
 @torch.no_grad()
 def _scored(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], pad_id: int,
             batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Summed log-probability of each completion (token ids) after its prompt (token ids), and its token count."""
+    """Summed log-probability of each completion (token ids) after its prompt (token ids), and its token count.
+
+    A token's log-probability is its logit minus the log-sum-exp of its row, taken one sequence at a time in fp32:
+    never a full-vocabulary fp32 copy of the batch's logits (6 GB for Llama 3's 128k vocabulary at batch 16). Batches
+    hold at most EVAL_LOGIT_VALUES logits (helpers.memory counts the same).
+    """
+    from helpers.memory import EVAL_LOGIT_VALUES
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    vocab = model.get_output_embeddings().weight.shape[0]
     sums, counts = [], []
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start:start + batch_size]
+    start = 0
+    while start < len(encoded):
+        length = max(len(p) + len(c) for p, c in encoded[start:start + batch_size])
+        rows = max(1, min(batch_size, EVAL_LOGIT_VALUES // (length * vocab)))
+        batch = encoded[start:start + rows]
+        start += rows
         length = max(len(p) + len(c) for p, c in batch)
         input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
         attention = torch.zeros_like(input_ids)
@@ -38,12 +50,14 @@ def _scored(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], 
             attention[row, :len(p) + len(c)] = 1
             completion[row, len(p):len(p) + len(c)] = True
         input_ids, attention, completion = input_ids.to(device), attention.to(device), completion.to(device)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1].float()
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
         targets = input_ids[:, 1:]
-        token_logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
+        norms = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
         mask = completion[:, 1:]
-        sums.append((token_logps * mask).sum(-1).cpu())
+        sums.append(((picked - norms) * mask).sum(-1).cpu())
         counts.append(mask.sum(-1).cpu())
+        del logits
     model.train(was_training)
     return torch.cat(sums).numpy().astype(np.float64), torch.cat(counts).numpy()
 
