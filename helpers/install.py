@@ -37,9 +37,33 @@ def installed_version(package: str) -> str | None:
         return None
 
 
+def imported_versions() -> dict[str, str]:
+    """The version of every package this process has already imported, by distribution name (what pip upgrades)."""
+    names = importlib.metadata.packages_distributions()
+    seen = {}
+    for module_name in list(sys.modules):
+        if "." in module_name or module_name not in names:
+            continue
+        for distribution in names[module_name]:
+            version = installed_version(distribution)
+            if version:
+                seen[distribution] = version
+    return seen
+
+
+def stale_imports(before: dict[str, str]) -> list[str]:
+    """"pandas 2.2.2 → 3.1.1" for each package imported before the install whose installed version has changed: the
+    running kernel still holds the old modules, and importing the rest of the package now would mix the two."""
+    return [f"{name} {old} → {new}" for name, old in sorted(before.items())
+            if (new := installed_version(name)) is not None and new != old]
+
+
 def install_project(folder: str | Path = CLONE_DIR, quiet: bool = True) -> None:
     """pip install -e folder, pinned to the torch already installed (so pip never replaces it), then make the new
-    editable install importable in this process by processing the site-packages .pth files again."""
+    editable install importable in this process by processing the site-packages .pth files again. When the install
+    upgraded a package this kernel had already imported (Colab imports pandas and matplotlib at start), it stops with
+    one line asking for a restart: the install itself is kept, and the next run of the cell finds it."""
+    before = imported_versions()
     command = [sys.executable, "-m", "pip", "install", "-e", str(folder)] + (["--quiet"] if quiet else [])
     torch = installed_version("torch")
     with tempfile.TemporaryDirectory() as scratch:
@@ -48,6 +72,11 @@ def install_project(folder: str | Path = CLONE_DIR, quiet: bool = True) -> None:
             constraints.write_text(f"torch=={torch}\n", encoding="utf-8")
             command += ["--constraint", str(constraints)]
         subprocess.run(command, check=True)
+    stale = stale_imports(before)
+    if stale:
+        raise SystemExit(f"Installed. Restart needed: this kernel had already imported {', '.join(stale)}; "
+                         "Runtime → Restart session (Kaggle: Run → Restart & clear cell outputs), then run the notebook "
+                         "from the top (the install is kept)")
     for directory in [*site.getsitepackages(), site.getusersitepackages()]:
         if os.path.isdir(directory):
             site.addsitedir(directory)  # runs the new __editable__ .pth file: `import helpers` now works
