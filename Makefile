@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: help install tiny tutorial test test-unit test-notebooks lab clean
+.PHONY: help install tiny tutorial test test-unit test-notebooks gpu-check lab clean
 help:
 	@echo "make tutorial   set up .venv, build the tiny model, execute every notebook into outputs/notebooks/"
 	@echo "make test       set up .venv, run the unit tests and re-run every notebook with nbval"
+	@echo "make gpu-check  on a machine with a CUDA GPU: check the GPU path with the tiny model in 4 bit (a few minutes)"
 	@echo "make lab        open the notebooks in JupyterLab"
 
 $(STAMP): pyproject.toml Makefile
@@ -51,6 +52,10 @@ test-unit: tiny
 test-notebooks: tiny
 	$(OFFLINE) $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
 		--nbval-current-env -p no:cacheprovider --durations=10 notebooks
+
+# On a CUDA machine (Colab, Kaggle, a lab server): the GPU path, offline, with the tiny model in 4 bit.
+gpu-check: tiny
+	$(OFFLINE) $(BIN)/python -m helpers gpu-check --out outputs/gpu-check
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,jupyter]"

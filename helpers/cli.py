@@ -1,5 +1,5 @@
 """The command line: `python -m helpers data check|convert`, `run`, `sweep`, `bench`, `bench-data`, `export`,
-`build-tiny`, `notebooks`."""
+`gpu-check`, `build-tiny`, `notebooks`."""
 
 from __future__ import annotations
 
@@ -194,6 +194,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0 if report["same_greedy_answers"] else 1
 
 
+def _gpu_check(args: argparse.Namespace) -> int:
+    from helpers.gpu_check import run_gpu_check
+
+    return 0 if run_gpu_check(Path(args.out), args.profile)["ok"] else 1
+
+
 def _build_tiny(args: argparse.Namespace) -> int:
     from helpers.tiny_model import tiny_model_path
 
@@ -275,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its checkpoint")
     run.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP + " of the data files; listed in "
                                                                                "DIR/skipped_rows.jsonl")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, uses_gpu=True)
 
     sweep = commands.add_parser("sweep", help="one DPO run per knob setting, SFT trained once; sweep.json + sweep.png")
     sweep.add_argument("--profile", default=None, help="(auto: by hardware; with --homework: the course's model)")
@@ -288,13 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True)
     sweep.add_argument("--overwrite", action="store_true",
                        help="retrain points already saved in --out with the same settings (default: reuse them)")
-    sweep.set_defaults(func=_sweep)
+    sweep.set_defaults(func=_sweep, uses_gpu=True)
 
     bench = commands.add_parser("bench", help="generation, DPO and stage timings measured side by side")
     bench.add_argument("--profile", default="tiny")
     bench.add_argument("--prompts", type=int, default=24, help="prompts for the generation comparison (24)")
     bench.add_argument("--out", required=True)
-    bench.set_defaults(func=_bench)
+    bench.set_defaults(func=_bench, uses_gpu=True)
 
     bench_data = commands.add_parser("bench-data", help="data check and convert, streamed vs whole-file: rows/s and "
                                                         "peak memory, each in its own process")
@@ -309,7 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--push-to-hub", default=None, metavar="REPO", help="also upload it (token from HF_TOKEN)")
     export.add_argument("--overwrite", action="store_true",
                         help="replace --out even if it holds something other than an earlier export of this run")
-    export.set_defaults(func=_export)
+    export.set_defaults(func=_export, uses_gpu=True)
+
+    gpu = commands.add_parser("gpu-check", help="check the GPU path on this machine's GPU: precision, attention "
+                                                "kernel, QLoRA DPO in fp16 and bf16, peak memory, export (offline)")
+    gpu.add_argument("--out", required=True, help="the folder for gpu_check.json and the check's run")
+    gpu.add_argument("--profile", default="tiny-4bit", help="tiny-4bit (offline, a few minutes), or a GPU profile or "
+                                                            "homework (hw6, hw7) where the hub is reachable")
+    gpu.set_defaults(func=_gpu_check, uses_gpu=True)
 
     build = commands.add_parser("build-tiny", help="build (or find in the cache) the tiny offline model")
     build.set_defaults(func=_build_tiny)
@@ -333,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     from helpers.errors import UserError
 
     try:
+        if getattr(args, "uses_gpu", False):  # before anything starts CUDA (`data check` never imports torch)
+            from helpers.hardware import pin_one_gpu
+
+            pin_one_gpu(echo=lambda line: print(line, file=sys.stderr))
         return args.func(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)

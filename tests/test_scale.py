@@ -24,7 +24,15 @@ def test_accelerate_accepts_the_config(path):
 
 
 def test_the_expected_configs_are_there():
-    assert {p.stem for p in CONFIGS} >= {"single_gpu", "multi_gpu", "fsdp", "deepspeed_zero3", "cpu_2proc"}
+    assert {p.stem for p in CONFIGS} == {"single_gpu", "multi_gpu", "cpu_2proc"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_configs_leave_precision_to_the_trainer(path):
+    """The trainers' fp16/bf16 flags (from the card's capability) override a config's mixed_precision: say 'no'."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    assert load_config_from_file(str(path)).mixed_precision == "no"
 
 
 @pytest.mark.slow
