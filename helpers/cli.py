@@ -1,5 +1,5 @@
-"""The command line: `python -m helpers data check|convert`, `run`, `sweep`, `bench`, `bench-data`, `export`,
-`gpu-check`, `build-tiny`, `notebooks`."""
+"""The command line: `python -m helpers data check|convert`, `homework check`, `run`, `sweep`, `bench`, `bench-data`,
+`export`, `gpu-check`, `build-tiny`, `notebooks`."""
 
 from __future__ import annotations
 
@@ -28,6 +28,13 @@ def _data_convert(args: argparse.Namespace) -> int:
     report = data.convert_file(Path(args.path), args.format, args.out, skip_bad_rows=args.skip_bad_rows,
                                progress=True)
     print("\n".join(report.lines()))
+    return 0
+
+
+def _homework_check(args: argparse.Namespace) -> int:
+    from helpers.homework_check import check_result_file, summary_line
+
+    print(summary_line(check_result_file(Path(args.path), args.homework, args.test_prompts)))
     return 0
 
 
@@ -253,6 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP + "; listed in skipped_rows.jsonl "
                                                                                    "beside --out")
     convert.set_defaults(func=_data_convert)
+
+    homework_parser = commands.add_parser("homework", help="check a homework result file")
+    homework_commands = homework_parser.add_subparsers(dest="homework_command", required=True)
+    result_check = homework_commands.add_parser("check", help="check a result file against its course's format: "
+                                                              "name, keys and their order, 10 answers, ids, text")
+    result_check.add_argument("path")
+    result_check.add_argument("--homework", default=None,
+                              help="hw6 or hw7, the homework the file is for (default: detected from its name)")
+    result_check.add_argument("--test-prompts", default=None,
+                              help="the course's test-prompt file: the answers must be to exactly its prompts")
+    result_check.set_defaults(func=_homework_check)
 
     run = commands.add_parser("run", help="base -> SFT -> DPO, each stage measured; writes DIR/metrics.json")
     run.add_argument("--profile", default=None,

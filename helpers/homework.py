@@ -42,6 +42,7 @@ class Homework:
     needs_student_id: bool = False
     split_rule: str = "course"  # int(data_size * support_ratio) in floating point, the course's own code
     rows: int = 50  # labelled rows in the course's file (both courses: 50; test prompts: 10)
+    test_ids: tuple[int, ...] = ()  # the ids of the course's test prompts, one record each in the result file
 
     @property
     def data_url(self) -> str:
@@ -119,6 +120,7 @@ HOMEWORKS: dict[str, Homework] = {h.name: h for h in [
         result_keys=("response_from_original_model", "response_from_trained_model"),
         wrapped=False,
         ensure_ascii=False,
+        test_ids=tuple(range(1, 11)),
     ),
     Homework(
         name="hw7",
@@ -133,6 +135,7 @@ HOMEWORKS: dict[str, Homework] = {h.name: h for h in [
         wrapped=True,
         ensure_ascii=True,
         needs_student_id=True,
+        test_ids=tuple(range(51, 61)),
     ),
 ]}
 
