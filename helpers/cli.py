@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from helpers.data_rows import Skipped
+    from helpers.data_skipped import Skipped
     from helpers.runs import RunConfig
 
 

@@ -27,7 +27,8 @@ from typing import Any
 from datasets import Dataset
 
 from helpers.data_formats import FORMATS, SFT_FORMATS, check_options, convert_rows, detect_format
-from helpers.data_rows import Located, Skipped, iter_located
+from helpers.data_rows import Located, iter_located
+from helpers.data_skipped import Skipped
 from helpers.errors import DataError, UserError
 from helpers.files import write_jsonl_atomic
 
