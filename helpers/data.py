@@ -3,7 +3,10 @@
 Each piece lives in one place beside this module, and everything stays importable from here:
   helpers/data_rows.py     reading files record by record, and the checks every row passes (DataError:
                            "FILE: row ROW: field 'FIELD': problem"), conversations included (check_turns)
-  helpers/data_formats.py  one converter per public format (FORMATS, SFT_FORMATS) and detect_format
+  helpers/data_formats.py  one converter per public format (FORMATS, SFT_FORMATS), the fields each reads (FIELDS)
+                           and detect_format
+  helpers/data_fields.py   no field dropped silently: a format reads a field, may leave it (ids, scores, metadata) or
+                           refuses the row; detection picks the one format that reads the first record whole
   helpers/data_transcripts.py  the converters of pairs given as two whole conversations (hh-rlhf, TRL implicit)
   helpers/data_skipped.py  bad rows left out (Skipped): listed, or counted by reason with their first places
   helpers/data_stream.py   check_file and convert_file at any size: streamed, skipped rows, duplicates, outputs

@@ -1,6 +1,8 @@
-"""One converter per public format, from one record to TRL's preference records (FORMATS), and detect_format.
+"""One converter per public format, from one record to TRL's preference records (FORMATS), the fields each one reads
+(FIELDS), and detect_format.
 
-Formats, detected from the fields of the first record (detect_format). All become TRL's conversational preference
+Formats, detected from the fields of the first record (detect_format, by the rules of helpers/data_fields.py: the
+one format that reads every field, or may leave it unread). All become TRL's conversational preference
 format {"prompt": [messages], "chosen": [one assistant message], "rejected": [one assistant message]}, except the
 two trl-standard formats, which stay standard text: their prompt may already be chat-templated text, and turning it
 into messages would template it twice.
@@ -18,9 +20,10 @@ into messages would template it twice.
 SFT conversations (load_sft_file), as {"messages": [...]}:
   sft-messages        messages with role/content
   sft-llama2          text "<s>[INST] … [/INST] … </s>" (mlabonne/guanaco-llama2-1k), <<SYS>> and several turns
-Multi-turn formats must alternate user and assistant turns: two turns of one speaker in a row are refused with the
-row and field (see helpers/data_rows.py for why they are not merged). The converters of hh-rlhf and
-trl-conversational-implicit are in helpers/data_transcripts.py.
+The converters of hh-rlhf and trl-conversational-implicit are in helpers/data_transcripts.py. Multi-turn formats
+must alternate user and assistant turns: two turns of one speaker in a row are refused with the row and field (see
+helpers/data_rows.py for why they are not merged).
+A field a format neither reads nor may leave unread (ids, scores, metadata) is refused with the row and the field.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
+from helpers.data_fields import Fields, detect, refuse_unread
 from helpers.data_rows import (ROLES, Located, Where, _as_text, _check_conversation, _check_pair, _distinct, _kind,
-                               _messages, _msg, _prompt, _row_name, _text, check_turns)
+                               _messages, _msg, _prompt, _row_name, _system, _text, check_turns)
 from helpers.data_skipped import Skipped
 from helpers.data_transcripts import _hh_rlhf_rows, _trl_conversational_implicit_rows
 from helpers.errors import DataError, UserError
@@ -52,11 +56,9 @@ def _homework_rows(record: dict) -> list[dict]:
 
 def _orca_rows(record: dict) -> list[dict]:
     """orca: a system message only when `system` is non-empty."""
-    system = record.get("system")
-    if system is not None and not isinstance(system, str):
-        raise DataError(f"is {_kind(system)}; expected text", field="system")
+    system = _system(record)
     _distinct(record, "chosen", "rejected")
-    return [{"prompt": _prompt(_text(record, "question"), system if system and system.strip() else None),
+    return [{"prompt": _prompt(_text(record, "question"), system),
              "chosen": [_msg("assistant", record["chosen"])], "rejected": [_msg("assistant", record["rejected"])]}]
 
 
@@ -191,6 +193,41 @@ SFT_FORMATS: dict[str, Callable[[dict], list[dict]]] = {"sft-messages": _sft_mes
 STANDARD_FORMATS = ("trl-standard", "trl-standard-implicit")  # kept as text: never templated twice
 PASSED_THROUGH = (*STANDARD_FORMATS, "trl-conversational")  # records kept as given; the others build their messages
 
+
+def _scored(record: dict) -> bool:
+    """multi-turn rather than sft-messages: a turn with chosen_value."""
+    turns = record["messages"] if isinstance(record["messages"], list) else []
+    return any(isinstance(turn, dict) and "chosen_value" in turn for turn in turns)
+
+
+def _hh(record: dict) -> bool:
+    """hh-rlhf rather than trl-standard-implicit: chosen is a "Human: …" transcript."""
+    return isinstance(record["chosen"], str) and record["chosen"].lstrip().startswith("Human:")
+
+
+def _listed(record: dict) -> bool:
+    """Conversational rather than standard: chosen is a list of messages."""
+    return isinstance(record["chosen"], list)
+
+
+_PAIR = ("chosen", "rejected")
+FIELDS: dict[str, Fields] = {  # format → the fields it needs, reads when present, and may leave unread
+    "homework": Fields(HOMEWORK_FIELDS, optional=("id", "lang"), ignorable=("topic",)),
+    "orca": Fields(("question", *_PAIR), optional=("system",)),
+    "stack-exchange": Fields(("question", "response_j", "response_k"), optional=("qid",),
+                             ignorable=("date", "metadata")),
+    "cvalues": Fields(("prompt", "pos_resp", "neg_resp"), ignorable=("pos_type", "neg_type")),
+    "multi-turn": Fields(("messages",), fits=_scored),
+    "hh-rlhf": Fields(_PAIR, fits=_hh),
+    "ranked": Fields(("prompt", "responses")),
+    "trl-standard": Fields(("prompt", *_PAIR), fits=lambda record: not _listed(record)),
+    "trl-standard-implicit": Fields(_PAIR, fits=lambda record: not _listed(record) and not _hh(record)),
+    "trl-conversational": Fields(("prompt", *_PAIR), ignorable=("preferred",), fits=_listed),  # homework's, converted
+    "trl-conversational-implicit": Fields(_PAIR, fits=_listed),
+    "sft-messages": Fields(("messages",), fits=lambda record: not _scored(record)),
+    "sft-llama2": Fields(("text",)),
+}
+
 # ---------------------------------------------------------------- converting rows, detecting formats
 
 
@@ -203,6 +240,7 @@ def convert_rows(located: Iterable[Located], name: str, file: Where = None, skip
     else:
         row_fn = partial(FORMATS[name], **options)
         check = partial(_check_pair, conversational=name not in STANDARD_FORMATS, built=name not in PASSED_THROUGH)
+    fields = FIELDS[name]
     ids: dict[Any, str] | None = {} if name == "homework" else None  # homework ids are unique across rows
     for place, record in located:
         try:
@@ -210,6 +248,7 @@ def convert_rows(located: Iterable[Located], name: str, file: Where = None, skip
                 raise record
             if not isinstance(record, dict):
                 raise DataError(f"is {_kind(record)}; expected an object")
+            refuse_unread(record, name, fields)
             if ids is not None:
                 _check_homework_row(record, place, ids, file, HOMEWORK_FIELDS)
             examples = [check(example) for example in row_fn(record)]
@@ -232,30 +271,7 @@ def check_options(name: str, options: dict) -> None:
 
 
 def detect_format(records: list[dict], file: Where = None) -> str:
-    """The format whose fields the first record has (rules in the module docstring)."""
+    """The format of the first record: the one that reads all its fields (rules in helpers/data_fields.py)."""
     if not records:
         raise DataError("no rows", file)
-    first = records[0] if isinstance(records[0], dict) else {}
-    keys = set(first)
-    if "messages" in keys:
-        turns = first["messages"] if isinstance(first["messages"], list) else []
-        return "multi-turn" if any(isinstance(t, dict) and "chosen_value" in t for t in turns) else "sft-messages"
-    if "text" in keys and not keys & {"prompt", "chosen", "rejected"}:
-        return "sft-llama2"
-    for name, needed in (("homework", HOMEWORK_FIELDS), ("stack-exchange", ("question", "response_j", "response_k")),
-                         ("orca", ("question", "chosen", "rejected")), ("cvalues", ("prompt", "pos_resp", "neg_resp")),
-                         ("ranked", ("prompt", "responses"))):
-        if keys >= set(needed):
-            return name
-    if keys >= {"chosen", "rejected"}:
-        conversational = isinstance(first["chosen"], list)
-        if "prompt" in keys:
-            return "trl-conversational" if conversational else "trl-standard"
-        if conversational:
-            return "trl-conversational-implicit"
-        if isinstance(first["chosen"], str) and first["chosen"].lstrip().startswith("Human:"):
-            return "hh-rlhf"
-        return "trl-standard-implicit"
-    known = ", ".join([*FORMATS, *SFT_FORMATS])
-    raise DataError(f"unknown format: the first record has fields {sorted(keys)}, which match none of the known "
-                    f"formats ({known}); see helpers/data_formats.py for their fields", file)
+    return detect(records[0], FIELDS, file)

@@ -229,6 +229,14 @@ def _prompt(text: str, system_prompt: str | None = None) -> list[dict]:
     return ([_msg("system", system_prompt)] if system_prompt else []) + [_msg("user", text)]
 
 
+def _system(record: dict, field: str = "system") -> str | None:
+    """An optional system prompt: its text, or None when the field is absent, null, empty or blank."""
+    system = record.get(field)
+    if system is not None and not isinstance(system, str):
+        raise DataError(f"is {_kind(system)}; expected text", field=field)
+    return system if system and not system.isspace() else None
+
+
 def check_turns(messages: list[dict], field: str, kind: str) -> None:
     """Refuse turns out of order. kind "prompt": [system], user, assistant, …, user; "completion": exactly one
     assistant message; "conversation" (SFT): [system], user, assistant, …, assistant."""
