@@ -8,6 +8,7 @@ Each piece lives in one place beside this module, and everything stays importabl
   helpers/data_fields.py   no field dropped silently: a format reads a field, may leave it (ids, scores, metadata) or
                            refuses the row; detection picks the one format that reads the first record whole
   helpers/data_transcripts.py  the converters of pairs given as two whole conversations (hh-rlhf, TRL implicit)
+  helpers/data_history_formats.py  LLaMA-Factory's sharegpt and MedicalGPT's rows, earlier turns kept in the prompt
   helpers/data_skipped.py  bad rows left out (Skipped): listed, or counted by reason with their first places
   helpers/data_stream.py   check_file and convert_file at any size: streamed, skipped rows, duplicates, outputs
   helpers/homework_data.py the homework's files and its support_ratio pairs

@@ -17,12 +17,14 @@ into messages would template it twice.
   trl-standard-implicit       chosen, rejected (text)                 passed through, standard
   trl-conversational          prompt, chosen, rejected (messages)     passed through
   trl-conversational-implicit chosen, rejected (messages)             shared prefix split off as the prompt
+  sharegpt            conversations, chosen, rejected (system)        LLaMA-Factory; MedicalGPT since 2026
+  medicalgpt          question, response_chosen, response_rejected    MedicalGPT before 2026 (system, history)
 SFT conversations (load_sft_file), as {"messages": [...]}:
   sft-messages        messages with role/content
   sft-llama2          text "<s>[INST] … [/INST] … </s>" (mlabonne/guanaco-llama2-1k), <<SYS>> and several turns
-The converters of hh-rlhf and trl-conversational-implicit are in helpers/data_transcripts.py. Multi-turn formats
-must alternate user and assistant turns: two turns of one speaker in a row are refused with the row and field (see
-helpers/data_rows.py for why they are not merged).
+The converters of hh-rlhf and trl-conversational-implicit are in helpers/data_transcripts.py, those of sharegpt and
+medicalgpt in helpers/data_history_formats.py. Multi-turn formats must alternate user and assistant turns: two turns
+of one speaker in a row are refused with the row and field (see helpers/data_rows.py for why they are not merged).
 A field a format neither reads nor may leave unread (ids, scores, metadata) is refused with the row and the field.
 """
 
@@ -36,6 +38,7 @@ from functools import partial
 from typing import Any
 
 from helpers.data_fields import Fields, detect, refuse_unread
+from helpers.data_history_formats import _medicalgpt_rows, _sharegpt_rows
 from helpers.data_rows import (ROLES, Located, Where, _as_text, _check_conversation, _check_pair, _distinct, _kind,
                                _messages, _msg, _prompt, _row_name, _system, _text, check_turns)
 from helpers.data_skipped import Skipped
@@ -187,6 +190,8 @@ FORMATS: dict[str, Callable[..., list[dict]]] = {  # format → its converter of
     "trl-standard-implicit": partial(_trl_rows, explicit=False),
     "trl-conversational": partial(_trl_rows, explicit=True),
     "trl-conversational-implicit": _trl_conversational_implicit_rows,
+    "sharegpt": _sharegpt_rows,
+    "medicalgpt": _medicalgpt_rows,
 }
 SFT_FORMATS: dict[str, Callable[[dict], list[dict]]] = {"sft-messages": _sft_messages_rows,
                                                        "sft-llama2": _sft_llama2_rows}
@@ -224,6 +229,8 @@ FIELDS: dict[str, Fields] = {  # format → the fields it needs, reads when pres
     "trl-standard-implicit": Fields(_PAIR, fits=lambda record: not _listed(record) and not _hh(record)),
     "trl-conversational": Fields(("prompt", *_PAIR), ignorable=("preferred",), fits=_listed),  # homework's, converted
     "trl-conversational-implicit": Fields(_PAIR, fits=_listed),
+    "sharegpt": Fields(("conversations", *_PAIR), optional=("system",)),
+    "medicalgpt": Fields(("question", "response_chosen", "response_rejected"), optional=("system", "history")),
     "sft-messages": Fields(("messages",), fits=lambda record: not _scored(record)),
     "sft-llama2": Fields(("text",)),
 }

@@ -29,15 +29,17 @@ def test_every_format_declares_its_fields_and_none_may_drop_a_prompt():
 
 
 # Each record holds a prompt-like field that the named format does not read: converting it would lose the prompt.
-# Detected instead, it goes to the format that reads it, or none.
+# Detected instead, it goes to the format that reads it (MedicalGPT's current layout: sharegpt), or none.
 UNREAD_PROMPTS = [
     ({"conversations": [{"from": "human", "value": "問題？"}], "chosen": "好答案。", "rejected": "壞答案。"},
-     "trl-standard-implicit", "conversations", None),
+     "trl-standard-implicit", "conversations", "sharegpt"),
     ({"instruction": "Translate to English.", "input": "貓", "chosen": "cat", "rejected": "dog"},
      "trl-standard-implicit", "instruction", None),
     ({"question": "q?", "history": [["hi", "hello"]], "chosen": "a", "rejected": "b"}, "orca", "history", None),
     ({"system": "Be brief.", "prompt": "p", "chosen": "a", "rejected": "b"}, "trl-standard", "system", None),
     ({"id": 1, "prompt": "p?", "support": "a", "oppose": "b", "system": "s"}, "homework", "system", None),
+    ({"question": "q?", "response_chosen": "a", "response_rejected": "b", "input": "context"}, "medicalgpt", "input",
+     None),
 ]
 
 
@@ -89,6 +91,8 @@ def test_detection_prefers_the_format_that_reads_every_field():
     assert data.detect_format([text]) == "trl-standard-implicit"
     assert data.detect_format([{**text, "prompt": "p"}]) == "trl-standard"
     assert data.detect_format([{**text, "question": "q", "system": ""}]) == "orca"
+    assert data.detect_format([{**text, "conversations": [{"from": "human", "value": "q"}]}]) == "sharegpt"
+    assert data.detect_format([{"question": "q", "response_chosen": "a", "response_rejected": "b"}]) == "medicalgpt"
 
 
 def test_an_ambiguous_record_is_refused_naming_the_candidates(tmp_path):
