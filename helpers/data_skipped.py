@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from helpers.errors import DataError
 
 SHOWN = 5  # places shown per reason, and in a summary
+_PLURAL = {"line": "lines", "index": "indexes"}
 
 
 @dataclass
@@ -66,8 +67,10 @@ class Skipped:
         """One line per reason, commonest first: how many rows, and the first few places ("…" when there are more)."""
         lines = []
         for reason, n in self.counts.most_common():
-            places = ", ".join(self.places[reason][:shown]) + (", …" if n > shown else "")
-            lines.append(f"  {n:,} × {reason}: {places}")
+            places = self.places[reason][:shown]
+            kind = places[0].partition(" ")[0]
+            numbers = ", ".join(place.partition(" ")[2] for place in places) + (", …" if n > shown else "")
+            lines.append(f"  {n:,} × {reason} (at {kind if len(places) == 1 else _PLURAL[kind]} {numbers})")
         return lines
 
 
