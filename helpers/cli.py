@@ -10,15 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from helpers.data_rows import Skipped
+    from helpers.data_skipped import Skipped
     from helpers.runs import RunConfig
 
 
 def _data_check(args: argparse.Namespace) -> int:
+    """Every row read: the report on stdout; exit 2, the first bad row on stderr, if a row is bad (unless skipped)."""
     from helpers import data
 
-    report = data.check_file(Path(args.path), args.format, skip_bad_rows=args.skip_bad_rows, progress=True)
+    report = data.check_file(Path(args.path), args.format, skip_bad_rows=args.skip_bad_rows, progress=True,
+                             every_row=True)
     print("\n".join(report.lines()))
+    if report.skipped and (not args.skip_bad_rows or not report.pairs):
+        print(f"error: {report.skipped.first}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -247,10 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_parser = commands.add_parser("data", help="check or convert a preference data file")
     data_commands = data_parser.add_subparsers(dest="data_command", required=True)
-    check = data_commands.add_parser("check", help="detect the format and count the valid pairs")
+    check = data_commands.add_parser("check", help="detect the format, read every row, count the valid pairs and the "
+                                                   "bad rows by reason (exit 2 if a row is bad)")
     check.add_argument("path")
     check.add_argument("--format", default="auto", help="a format name, or auto to detect it from the fields")
-    check.add_argument("--skip-bad-rows", action="store_true", help=SKIP_HELP)
+    check.add_argument("--skip-bad-rows", action="store_true", help="exit 0 even if some rows are bad (as convert "
+                                                                   "--skip-bad-rows would leave them out)")
     check.set_defaults(func=_data_check)
     convert = data_commands.add_parser("convert", help="write TRL preference records (conversational; trl-standard "
                                                        "input stays standard)")

@@ -3,7 +3,13 @@
 Each piece lives in one place beside this module, and everything stays importable from here:
   helpers/data_rows.py     reading files record by record, and the checks every row passes (DataError:
                            "FILE: row ROW: field 'FIELD': problem"), conversations included (check_turns)
-  helpers/data_formats.py  one converter per public format (FORMATS, SFT_FORMATS) and detect_format
+  helpers/data_formats.py  one converter per public format (FORMATS, SFT_FORMATS), the fields each reads (FIELDS)
+                           and detect_format
+  helpers/data_fields.py   no field dropped silently: a format reads a field, may leave it (ids, scores, metadata) or
+                           refuses the row; detection picks the one format that reads the first record whole
+  helpers/data_transcripts.py  the converters of pairs given as two whole conversations (hh-rlhf, TRL implicit)
+  helpers/data_history_formats.py  LLaMA-Factory's sharegpt and MedicalGPT's rows, earlier turns kept in the prompt
+  helpers/data_skipped.py  bad rows left out (Skipped): listed, or counted by reason with their first places
   helpers/data_stream.py   check_file and convert_file at any size: streamed, skipped rows, duplicates, outputs
   helpers/homework_data.py the homework's files and its support_ratio pairs
 TRL itself fails late on bad data, or not at all: chosen == rejected trains at ln 2 with zero gradient, and prompts
@@ -19,7 +25,8 @@ from datasets import Dataset
 
 from helpers.config import DATA_DIR
 from helpers.data_formats import FORMATS, SFT_FORMATS, STANDARD_FORMATS, convert_rows, detect_format
-from helpers.data_rows import ROLES, Skipped, Where, _row_name, check_turns, iter_located, read_records
+from helpers.data_rows import ROLES, Where, _row_name, check_turns, iter_located, read_records
+from helpers.data_skipped import Skipped
 from helpers.data_stream import DataReport, _examples, _none_left, _Progress, check_file, convert_file
 from helpers.errors import DataError
 from helpers.homework_data import (COURSE_DATA, HOMEWORK_DATA_URL, HOMEWORK_FIELDS, SPLIT_RULES, clone_homework_data,

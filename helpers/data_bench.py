@@ -80,7 +80,7 @@ def _whole_file_pairs(path: Path):
     from datasets import Dataset
 
     from helpers.data_formats import convert_rows, detect_format
-    from helpers.data_rows import Skipped
+    from helpers.data_skipped import Skipped
 
     text = path.read_text(encoding="utf-8-sig")
     records, places = [], []

@@ -1,6 +1,8 @@
-"""One converter per public format, from one record to TRL's preference records (FORMATS), and detect_format.
+"""One converter per public format, from one record to TRL's preference records (FORMATS), the fields each one reads
+(FIELDS), and detect_format.
 
-Formats, detected from the fields of the first record (detect_format). All become TRL's conversational preference
+Formats, detected from the fields of the first record (detect_format, by the rules of helpers/data_fields.py: the
+one format that reads every field, or may leave it unread). All become TRL's conversational preference
 format {"prompt": [messages], "chosen": [one assistant message], "rejected": [one assistant message]}, except the
 two trl-standard formats, which stay standard text: their prompt may already be chat-templated text, and turning it
 into messages would template it twice.
@@ -15,11 +17,15 @@ into messages would template it twice.
   trl-standard-implicit       chosen, rejected (text)                 passed through, standard
   trl-conversational          prompt, chosen, rejected (messages)     passed through
   trl-conversational-implicit chosen, rejected (messages)             shared prefix split off as the prompt
+  sharegpt            conversations, chosen, rejected (system)        LLaMA-Factory; MedicalGPT since 2026
+  medicalgpt          question, response_chosen, response_rejected    MedicalGPT before 2026 (system, history)
 SFT conversations (load_sft_file), as {"messages": [...]}:
   sft-messages        messages with role/content
   sft-llama2          text "<s>[INST] … [/INST] … </s>" (mlabonne/guanaco-llama2-1k), <<SYS>> and several turns
-Multi-turn formats must alternate user and assistant turns: two turns of one speaker in a row are refused with the
-row and field (see helpers/data_rows.py for why they are not merged).
+The converters of hh-rlhf and trl-conversational-implicit are in helpers/data_transcripts.py, those of sharegpt and
+medicalgpt in helpers/data_history_formats.py. Multi-turn formats must alternate user and assistant turns: two turns
+of one speaker in a row are refused with the row and field (see helpers/data_rows.py for why they are not merged).
+A field a format neither reads nor may leave unread (ids, scores, metadata) is refused with the row and the field.
 """
 
 from __future__ import annotations
@@ -31,8 +37,12 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any
 
-from helpers.data_rows import (ROLES, Located, Skipped, Where, _as_text, _check_conversation, _check_pair, _kind,
-                               _messages, _msg, _prompt, _row_name, _text, _distinct, check_turns)
+from helpers.data_fields import Fields, detect, refuse_unread
+from helpers.data_history_formats import _medicalgpt_rows, _sharegpt_rows
+from helpers.data_rows import (ROLES, Located, Where, _as_text, _check_conversation, _check_pair, _distinct, _kind,
+                               _messages, _msg, _prompt, _row_name, _system, _text, check_turns)
+from helpers.data_skipped import Skipped
+from helpers.data_transcripts import _hh_rlhf_rows, _trl_conversational_implicit_rows
 from helpers.errors import DataError, UserError
 from helpers.homework_data import HOMEWORK_FIELDS, _check_homework_row, _check_id
 
@@ -49,11 +59,9 @@ def _homework_rows(record: dict) -> list[dict]:
 
 def _orca_rows(record: dict) -> list[dict]:
     """orca: a system message only when `system` is non-empty."""
-    system = record.get("system")
-    if system is not None and not isinstance(system, str):
-        raise DataError(f"is {_kind(system)}; expected text", field="system")
+    system = _system(record)
     _distinct(record, "chosen", "rejected")
-    return [{"prompt": _prompt(_text(record, "question"), system if system and system.strip() else None),
+    return [{"prompt": _prompt(_text(record, "question"), system),
              "chosen": [_msg("assistant", record["chosen"])], "rejected": [_msg("assistant", record["rejected"])]}]
 
 
@@ -108,75 +116,6 @@ def _multi_turn_rows(record: dict) -> list[dict]:
     return [{"prompt": history, "chosen": [_msg("assistant", chosen)], "rejected": [_msg("assistant", rejected)]}]
 
 
-_HH_MARK = re.compile(r"\n\n(Human|Assistant):")
-_HH_GLUED = re.compile(r"(?:^|\s)(Human|Assistant):")  # a speaker's mark without the blank line before it
-
-
-def _hh_said(said: str, number: int, who: str, field: str) -> str:
-    """One turn's text, stripped: refused when empty or when another speaker's mark is glued into it."""
-    said = said.strip()
-    if not said:
-        raise DataError(f"turn {number} ({who}) is empty", field=field)
-    glued = ("Human:" in said or "Assistant:" in said) and _HH_GLUED.search(said)
-    if glued:
-        raise DataError(f"turn {number} ({who}) holds a '{glued.group(1)}:' without the blank line before it; "
-                        "two turns are glued into one", field=field)
-    return said
-
-
-def _hh_turns(text: str, field: str) -> list[dict]:
-    """The turns of an hh-rlhf transcript "\n\nHuman: … \n\nAssistant: …": Human first, taking turns, none
-    empty, no speaker glued into another's turn, the Assistant's answer last."""
-    parts = _HH_MARK.split("\n\n" + text.lstrip("\n"))
-    if parts[0].strip() or len(parts) < 5:
-        raise DataError('does not parse as "\\n\\nHuman: … \\n\\nAssistant: …" turns', field=field)
-    speakers = parts[1::2]
-    turns = []
-    for number, (who, said) in enumerate(zip(speakers, parts[2::2]), start=1):
-        said = _hh_said(said, number, who, field)
-        if number == 1 and who != "Human":
-            raise DataError("turn 1 is the Assistant's; a transcript starts with the Human's", field=field)
-        if number > 1 and who == speakers[number - 2]:
-            raise DataError(f"turns {number - 1} and {number} are both the {who}'s; Human and Assistant must "
-                            "take turns", field=field)
-        turns.append({"role": "user" if who == "Human" else "assistant", "content": said})
-    if speakers[-1] != "Assistant":
-        raise DataError(f"ends with turn {len(speakers)}, the Human's; expected the Assistant's answer last",
-                        field=field)
-    return turns
-
-
-def _split_shared_prefix(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict], list[dict], list[dict]]:
-    """(prompt, chosen, rejected): the turns both conversations share, then the one answer where each differs."""
-    n = 0
-    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
-        n += 1
-    if n == len(chosen) or n == len(rejected):
-        raise DataError("is identical to 'rejected', or a prefix of it; no answer to prefer", field="chosen")
-    if n == 0 or chosen[n - 1]["role"] != "user":
-        raise DataError("shares no prompt ending in a user turn with 'rejected'", field="chosen")
-    for key, turns in (("chosen", chosen), ("rejected", rejected)):
-        if len(turns) - n != 1:
-            raise DataError(f"goes on for {len(turns) - n} turns after the prompt it shares with the other side; "
-                            "only the last answer may differ", field=key)
-    return chosen[:n], chosen[n:], rejected[n:]
-
-
-def _hh_rlhf_rows(record: dict) -> list[dict]:
-    """hh-rlhf: the shared turns are the prompt, the differing last assistant turns are chosen and rejected."""
-    chosen_text, rejected_text = _text(record, "chosen"), _text(record, "rejected")
-    chosen = _hh_turns(chosen_text, "chosen")
-    cut = chosen_text.rfind("\n\nAssistant:")
-    tail = _HH_MARK.split(rejected_text[cut:]) if cut > 0 and rejected_text.startswith(chosen_text[:cut]) else []
-    if len(tail) == 3 and tail[:2] == ["", "Assistant"]:  # the usual case: the same text up to the last answer
-        answer = _hh_said(tail[2], len(chosen), "Assistant", "rejected")
-        if answer == chosen[-1]["content"]:
-            raise DataError("is identical to 'rejected', or a prefix of it; no answer to prefer", field="chosen")
-        return [{"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": [{"role": "assistant", "content": answer}]}]
-    prompt, chosen, rejected = _split_shared_prefix(chosen, _hh_turns(rejected_text, "rejected"))
-    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected}]
-
-
 def _ranked_rows(record: dict, pairs: str = "all") -> list[dict]:
     """ranked: responses best first; every (better, worse) pair, or only neighbours."""
     if pairs not in ("all", "adjacent"):
@@ -203,15 +142,6 @@ def _trl_rows(record: dict, explicit: bool) -> list[dict]:
         if key not in record:
             raise DataError("is missing", field=key)
     return [{key: record[key] for key in keys}]
-
-
-def _trl_conversational_implicit_rows(record: dict) -> list[dict]:
-    """trl-conversational-implicit: the messages both sides share become the explicit prompt."""
-    chosen, rejected = _messages(record.get("chosen"), "chosen"), _messages(record.get("rejected"), "rejected")
-    check_turns(chosen, "chosen", "conversation")
-    check_turns(rejected, "rejected", "conversation")
-    prompt, chosen, rejected = _split_shared_prefix(chosen, rejected)
-    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected}]
 
 
 # ---------------------------------------------------------------- SFT conversations
@@ -260,11 +190,50 @@ FORMATS: dict[str, Callable[..., list[dict]]] = {  # format → its converter of
     "trl-standard-implicit": partial(_trl_rows, explicit=False),
     "trl-conversational": partial(_trl_rows, explicit=True),
     "trl-conversational-implicit": _trl_conversational_implicit_rows,
+    "sharegpt": _sharegpt_rows,
+    "medicalgpt": _medicalgpt_rows,
 }
 SFT_FORMATS: dict[str, Callable[[dict], list[dict]]] = {"sft-messages": _sft_messages_rows,
                                                        "sft-llama2": _sft_llama2_rows}
 STANDARD_FORMATS = ("trl-standard", "trl-standard-implicit")  # kept as text: never templated twice
 PASSED_THROUGH = (*STANDARD_FORMATS, "trl-conversational")  # records kept as given; the others build their messages
+
+
+def _scored(record: dict) -> bool:
+    """multi-turn rather than sft-messages: a turn with chosen_value."""
+    turns = record["messages"] if isinstance(record["messages"], list) else []
+    return any(isinstance(turn, dict) and "chosen_value" in turn for turn in turns)
+
+
+def _hh(record: dict) -> bool:
+    """hh-rlhf rather than trl-standard-implicit: chosen is a "Human: …" transcript."""
+    return isinstance(record["chosen"], str) and record["chosen"].lstrip().startswith("Human:")
+
+
+def _listed(record: dict) -> bool:
+    """Conversational rather than standard: chosen is a list of messages."""
+    return isinstance(record["chosen"], list)
+
+
+_PAIR = ("chosen", "rejected")
+FIELDS: dict[str, Fields] = {  # format → the fields it needs, reads when present, and may leave unread
+    "homework": Fields(HOMEWORK_FIELDS, optional=("id", "lang"), ignorable=("topic",)),
+    "orca": Fields(("question", *_PAIR), optional=("system",)),
+    "stack-exchange": Fields(("question", "response_j", "response_k"), optional=("qid",),
+                             ignorable=("date", "metadata")),
+    "cvalues": Fields(("prompt", "pos_resp", "neg_resp"), ignorable=("pos_type", "neg_type")),
+    "multi-turn": Fields(("messages",), fits=_scored),
+    "hh-rlhf": Fields(_PAIR, fits=_hh),
+    "ranked": Fields(("prompt", "responses")),
+    "trl-standard": Fields(("prompt", *_PAIR), fits=lambda record: not _listed(record)),
+    "trl-standard-implicit": Fields(_PAIR, fits=lambda record: not _listed(record) and not _hh(record)),
+    "trl-conversational": Fields(("prompt", *_PAIR), ignorable=("preferred",), fits=_listed),  # homework's, converted
+    "trl-conversational-implicit": Fields(_PAIR, fits=_listed),
+    "sharegpt": Fields(("conversations", *_PAIR), optional=("system",)),
+    "medicalgpt": Fields(("question", "response_chosen", "response_rejected"), optional=("system", "history")),
+    "sft-messages": Fields(("messages",), fits=lambda record: not _scored(record)),
+    "sft-llama2": Fields(("text",)),
+}
 
 # ---------------------------------------------------------------- converting rows, detecting formats
 
@@ -278,6 +247,7 @@ def convert_rows(located: Iterable[Located], name: str, file: Where = None, skip
     else:
         row_fn = partial(FORMATS[name], **options)
         check = partial(_check_pair, conversational=name not in STANDARD_FORMATS, built=name not in PASSED_THROUGH)
+    fields = FIELDS[name]
     ids: dict[Any, str] | None = {} if name == "homework" else None  # homework ids are unique across rows
     for place, record in located:
         try:
@@ -285,6 +255,7 @@ def convert_rows(located: Iterable[Located], name: str, file: Where = None, skip
                 raise record
             if not isinstance(record, dict):
                 raise DataError(f"is {_kind(record)}; expected an object")
+            refuse_unread(record, name, fields)
             if ids is not None:
                 _check_homework_row(record, place, ids, file, HOMEWORK_FIELDS)
             examples = [check(example) for example in row_fn(record)]
@@ -307,30 +278,7 @@ def check_options(name: str, options: dict) -> None:
 
 
 def detect_format(records: list[dict], file: Where = None) -> str:
-    """The format whose fields the first record has (rules in the module docstring)."""
+    """The format of the first record: the one that reads all its fields (rules in helpers/data_fields.py)."""
     if not records:
         raise DataError("no rows", file)
-    first = records[0] if isinstance(records[0], dict) else {}
-    keys = set(first)
-    if "messages" in keys:
-        turns = first["messages"] if isinstance(first["messages"], list) else []
-        return "multi-turn" if any(isinstance(t, dict) and "chosen_value" in t for t in turns) else "sft-messages"
-    if "text" in keys and not keys & {"prompt", "chosen", "rejected"}:
-        return "sft-llama2"
-    for name, needed in (("homework", HOMEWORK_FIELDS), ("stack-exchange", ("question", "response_j", "response_k")),
-                         ("orca", ("question", "chosen", "rejected")), ("cvalues", ("prompt", "pos_resp", "neg_resp")),
-                         ("ranked", ("prompt", "responses"))):
-        if keys >= set(needed):
-            return name
-    if keys >= {"chosen", "rejected"}:
-        conversational = isinstance(first["chosen"], list)
-        if "prompt" in keys:
-            return "trl-conversational" if conversational else "trl-standard"
-        if conversational:
-            return "trl-conversational-implicit"
-        if isinstance(first["chosen"], str) and first["chosen"].lstrip().startswith("Human:"):
-            return "hh-rlhf"
-        return "trl-standard-implicit"
-    known = ", ".join([*FORMATS, *SFT_FORMATS])
-    raise DataError(f"unknown format: the first record has fields {sorted(keys)}, which match none of the known "
-                    f"formats ({known}); see helpers/data_formats.py for their fields", file)
+    return detect(records[0], FIELDS, file)

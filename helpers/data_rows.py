@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import json
 import numbers
-import re
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -151,44 +148,6 @@ def read_records(path: str | Path) -> list[dict]:
     return _read_located(path)[0]
 
 
-# ---------------------------------------------------------------- rows left out
-
-
-@dataclass
-class Skipped:
-    """Rows left out instead of refusing the file: where each one was and why (skipped_rows.jsonl)."""
-
-    rows: list[dict] = field(default_factory=list)
-
-    def add(self, place: str, error: DataError) -> None:
-        """Record one bad row: its file, line (or index), field and reason."""
-        kind, _, number = place.partition(" ")
-        entry = {"file": str(error.file) if error.file else None, kind: int(number), "field": error.field,
-                 "reason": error.problem}
-        if error.row is not None and str(error.row) != place:
-            entry["row"] = str(error.row)
-        self.rows.append(entry)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def reasons(self) -> Counter:
-        """How many rows each kind of problem left out (numbers in the reason read as N)."""
-        return Counter(re.sub(r"\d+", "N", (f"field {r['field']!r}: " if r["field"] else "") + r["reason"])
-                       for r in self.rows)
-
-    def summary(self, shown: int = 5) -> str:
-        """One line: how many rows, the commonest reasons, and where the first few are."""
-        if not self.rows:
-            return "no bad rows skipped"
-        counts = self.reasons()
-        reasons = "; ".join(f"{n} × {reason}" for reason, n in counts.most_common(3))
-        more = f"; and {len(counts) - 3} other reasons" if len(counts) > 3 else ""
-        places = ", ".join(f"line {r['line']}" if "line" in r else f"index {r['index']}" for r in self.rows[:shown])
-        return (f"skipped {len(self.rows)} bad row{'s' if len(self.rows) != 1 else ''}: {reasons}{more}; "
-                f"first at {places}")
-
-
 # ---------------------------------------------------------------- checking fields
 
 
@@ -268,6 +227,14 @@ def _msg(role: str, content: str) -> dict:
 def _prompt(text: str, system_prompt: str | None = None) -> list[dict]:
     """A one-turn conversational prompt, with a system message first when there is one."""
     return ([_msg("system", system_prompt)] if system_prompt else []) + [_msg("user", text)]
+
+
+def _system(record: dict, field: str = "system") -> str | None:
+    """An optional system prompt: its text, or None when the field is absent, null, empty or blank."""
+    system = record.get(field)
+    if system is not None and not isinstance(system, str):
+        raise DataError(f"is {_kind(system)}; expected text", field=field)
+    return system if system and not system.isspace() else None
 
 
 def check_turns(messages: list[dict], field: str, kind: str) -> None:

@@ -2,10 +2,12 @@
 duplicated pairs counted, bad rows refused (the default) or skipped and listed, and output written atomically.
 
 JSON Lines files are read one line at a time and converted pairs are written as they come, so memory stays flat
-whatever the size (a .json list is parsed whole). By default the first bad row stops everything: the command line
+whatever the size (a .json list is parsed whole). By default the first bad row stops a conversion: the command line
 exits 2 with one line and nothing is written. With skip_bad_rows the bad rows are left out and listed in
-skipped_rows.jsonl beside the output ({file, line or index, field, reason}). Duplicated pairs (same prompt, chosen
-and rejected) are counted and reported either way; they are kept, since removing them changes the data's weights.
+skipped_rows.jsonl beside the output ({file, line or index, field, reason}). A check reads every row either way
+(check_file(every_row=True)): it counts the bad rows by reason with the first lines of each, and gives the command
+that converts the valid ones. Duplicated pairs (same prompt, chosen and rejected) are counted and reported; they are
+kept, since removing them changes the data's weights.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -27,7 +30,8 @@ from typing import Any
 from datasets import Dataset
 
 from helpers.data_formats import FORMATS, SFT_FORMATS, check_options, convert_rows, detect_format
-from helpers.data_rows import Located, Skipped, iter_located
+from helpers.data_rows import Located, iter_located
+from helpers.data_skipped import Skipped
 from helpers.errors import DataError, UserError
 from helpers.files import write_jsonl_atomic
 
@@ -113,7 +117,13 @@ def _examples(path: str | Path, fmt: str, skipped: Skipped | None, progress: _Pr
     located = progress.count(iter_located(path, progress.advance))
     if fmt == "auto":
         first, located = _peek(located, Path(path), skipped)
-        fmt = detect_format([first], path)
+        try:
+            fmt = detect_format([first], path)
+        except DataError:
+            earlier = next(located)[1]  # the rows again, from the first: bad ones before the first record?
+            if isinstance(earlier, DataError):
+                raise earlier from None  # then the first bad row is the first thing to fix
+            raise
     check_options(fmt, options)
     return fmt, convert_rows(located, fmt, path, skipped, **options)
 
@@ -141,6 +151,8 @@ class DataReport:
     skipped: Skipped | None = None  # None: bad rows were refused, not skipped
     out: str | None = None
     skipped_file: str | None = None
+    every_row: bool = False  # a whole-file check: bad rows counted by reason, with the command that skips them
+    named_format: bool = False  # the format was named (--format), not detected
 
     @property
     def rows_per_second(self) -> float:
@@ -158,10 +170,22 @@ class DataReport:
                          f"{self.most_repeats:,} times")
         else:
             lines.append(f"no duplicated {unit}s")
-        if self.skipped is not None:
+        if self.every_row and self.skipped:
+            lines.append(f"{_count(len(self.skipped), 'bad row')}, by reason (the first lines of each):")
+            lines += self.skipped.by_reason()
+            if self.pairs:
+                lines += [f"to convert the {_count(self.pairs, 'valid ' + unit)} and list the bad rows in "
+                          f"{SKIPPED_FILE} beside the output:", "  " + self.convert_command()]
+        elif self.skipped is not None and not self.every_row:
             listed = f"; all listed in {self.skipped_file}" if self.skipped_file and self.skipped else ""
             lines.append(self.skipped.summary() + listed)
         return lines
+
+    def convert_command(self) -> str:
+        """The command line that converts this file's valid rows, leaving the bad ones out."""
+        out = "conversations.jsonl" if self.format in SFT_FORMATS else "pairs.jsonl"
+        named = f" --format {self.format}" if self.named_format else ""
+        return f"python -m helpers data convert {shlex.quote(self.file)}{named} --out {out} --skip-bad-rows"
 
 
 def _count(n: int, word: str) -> str:
@@ -170,21 +194,25 @@ def _count(n: int, word: str) -> str:
 
 
 def _report(path: str | Path, name: str, progress: _Progress, duplicates: _Duplicates,
-            skipped: Skipped | None) -> DataReport:
-    """The report of one pass, once every row has been read."""
+            skipped: Skipped | None, every_row: bool = False) -> DataReport:
+    """The report of one pass, once every row has been read (no valid row raises, but in a whole-file check)."""
     counts = duplicates.counts.values()
     pairs = sum(counts)
-    if not pairs:
+    if not pairs and not every_row:
         raise _none_left(path, skipped)
     return DataReport(file=str(path), format=name, rows=progress.rows, pairs=pairs, seconds=progress.close(),
                       duplicated=pairs - len(duplicates.counts), repeated=sum(1 for n in counts if n > 1),
-                      most_repeats=max(counts), skipped=skipped)
+                      most_repeats=max(counts, default=0), skipped=skipped, every_row=every_row)
 
 
 def check_file(path: str | Path, fmt: str = "auto", skip_bad_rows: bool = False, progress: bool = False,
-               **options: Any) -> DataReport:
-    """Read and validate every row, counting pairs and duplicates; writes nothing. SFT files count conversations."""
-    skipped = Skipped() if skip_bad_rows else None
+               every_row: bool = False, **options: Any) -> DataReport:
+    """Read and validate every row, counting pairs and duplicates; writes nothing. SFT files count conversations.
+
+    The first bad row raises, or with skip_bad_rows is left out and listed (report.skipped.rows). every_row reads on
+    past every bad row and counts them by reason, keeping only the first places of each (memory stays flat), and
+    reports a file with no valid row as 0 pairs: the whole-file report of `data check`."""
+    skipped = Skipped(keep=not every_row) if skip_bad_rows or every_row else None
     tracker, duplicates = _Progress(path, progress), _Duplicates()
     try:
         name, examples = _examples(path, fmt, skipped, tracker, **options)
@@ -192,7 +220,9 @@ def check_file(path: str | Path, fmt: str = "auto", skip_bad_rows: bool = False,
             duplicates.add(example)
     finally:
         tracker.close()  # before any error is printed
-    return _report(path, name, tracker, duplicates, skipped)
+    report = _report(path, name, tracker, duplicates, skipped, every_row)
+    report.named_format = fmt != "auto"
+    return report
 
 
 def _out_kind(out: str | Path) -> str:

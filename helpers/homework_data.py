@@ -22,8 +22,9 @@ from typing import Any
 from datasets import Dataset
 
 from helpers.config import DATA_DIR
-from helpers.data_rows import (Located, Skipped, Where, _at, _distinct, _kind, _msg, _prompt, _read_located, _row_name,
-                               _text, iter_located)
+from helpers.data_rows import (Located, Where, _at, _distinct, _kind, _msg, _prompt, _read_located, _row_name, _text,
+                               iter_located)
+from helpers.data_skipped import Skipped
 from helpers.errors import DataError, UserError
 
 HOMEWORK_DATA_URL = "https://github.com/Baiiiiiiiiii/GenAI_hw6_dataset.git"

@@ -65,6 +65,9 @@ SAMPLES = {  # file → (format, number of pairs or conversations)
     "trl-standard-implicit.jsonl": ("trl-standard-implicit", 2),
     "trl-conversational.jsonl": ("trl-conversational", 2),
     "trl-conversational-implicit.jsonl": ("trl-conversational-implicit", 2),
+    "sharegpt.json": ("sharegpt", 2),
+    "sharegpt-text.jsonl": ("sharegpt", 3),
+    "medicalgpt.jsonl": ("medicalgpt", 3),
     "sft-messages.jsonl": ("sft-messages", 3),
     "sft-llama2.jsonl": ("sft-llama2", 3),
 }
@@ -120,6 +123,17 @@ EXPECTED_ROWS = {  # file → (row index, the exact record the converter gives)
                                                          assistant("可以試試芭樂，富含維生素C。"), user("還有別的嗎？")],
                                               "chosen": [assistant("鳳梨也很好吃。")],
                                               "rejected": [assistant("沒有了。")]}),
+    "sharegpt.json": (1, {"prompt": [system("You are a patient math tutor."), user("What is 15% of 80?"),
+                                     assistant("15% of 80 is 12."), user("And 30%?")],
+                          "chosen": [assistant("30% is twice 15%, so it is 24.")],
+                          "rejected": [assistant("30% of 80 is 30.")]}),
+    "sharegpt-text.jsonl": (1, {"prompt": [system("你是一位說話簡潔的圖書館員。"), user("借的書逾期了怎麼辦？")],
+                                "chosen": [assistant("盡快歸還並繳清逾期費用，下次可以先在網路上辦續借。")],
+                                "rejected": [assistant("不用理它，圖書館不會發現。")]}),
+    "medicalgpt.jsonl": (2, {"prompt": [user("我想在家煮咖啡，需要買什麼？"),
+                                        assistant("最基本的是手沖壺、濾杯、濾紙和新鮮的咖啡豆。"), user("豆子要怎麼保存？")],
+                             "chosen": [assistant("裝進密封罐，避光放在常溫處，開封後兩到三週內喝完最好。")],
+                             "rejected": [assistant("隨便放在窗邊曬太陽就好，豆子不會變質。")]}),
 }
 
 
@@ -159,6 +173,38 @@ def test_ranked_all_and_adjacent_pairs():
         data.load_preference_file(SAMPLES_DIR / "ranked.jsonl", pairs="best")
     with pytest.raises(UserError, match="format orca takes no option pairs"):
         data.load_preference_file(SAMPLES_DIR / "orca.jsonl", pairs="adjacent")
+
+
+def test_medicalgpt_layouts_old_and_new_give_the_same_pairs():
+    older = data.load_preference_file(SAMPLES_DIR / "medicalgpt.jsonl")  # system, history, question, response_*
+    newer = data.load_preference_file(SAMPLES_DIR / "sharegpt-text.jsonl")  # the same pairs as conversations
+    assert older.to_list() == newer.to_list()
+    assert [[m["role"] for m in pair["prompt"]] for pair in older] == [
+        ["user"], ["system", "user"], ["user", "assistant", "user"]]  # empty system: none; history: earlier turns
+
+
+def test_medicalgpt_reward_file_json_lines_under_a_json_name(tmp_path):
+    rows = [{"question": "蘋果要放冰箱嗎？", "response_chosen": "放冷藏可以保存比較久。", "response_rejected": "不能放。"},
+            {"question": "Is tea a good drink before bed?", "response_chosen": "Herbal tea is; black tea may keep "
+             "you awake.", "response_rejected": "Yes, the stronger the better."}]
+    path = write(tmp_path / "test.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    pairs = data.load_preference_file(path)
+    assert data.detect_format(data.read_records(path)) == "medicalgpt"
+    assert pairs.to_list() == [{"prompt": [user(r["question"])], "chosen": [assistant(r["response_chosen"])],
+                                "rejected": [assistant(r["response_rejected"])]} for r in rows]
+
+
+def test_sharegpt_answers_as_objects_or_text_and_openai_style_turns(tmp_path):
+    rows = [{"conversations": [{"from": "human", "value": "Hi?"}], "chosen": {"from": "gpt", "value": "Hello."},
+             "rejected": "Go away."},
+            {"conversations": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}],
+             "chosen": {"role": "assistant", "content": "Hello."}, "rejected": {"role": "assistant", "content": "?"}},
+            {"system": "Be brief.", "conversations": [{"from": "human", "value": "Hi?"}], "chosen": "Hello.",
+             "rejected": "?"}]
+    pairs = data.load_preference_file(write(tmp_path / "rows.json", rows)).to_list()
+    assert pairs[0] == {"prompt": [user("Hi?")], "chosen": [assistant("Hello.")], "rejected": [assistant("Go away.")]}
+    assert pairs[1] == pairs[2] == {"prompt": [system("Be brief."), user("Hi?")], "chosen": [assistant("Hello.")],
+                                    "rejected": [assistant("?")]}
 
 
 def test_sft_samples_become_messages():
@@ -409,6 +455,32 @@ SAMPLE_OF = {fmt: name for name, (fmt, _) in SAMPLES.items()}
                    {"role": "assistant", "chosen_value": "a", "rejected_value": "b", "chosen_score": "high"}]},
      "multi-turn", "messages[1].chosen_score", "expected a number"),
     ({"messages": [user("hi")]}, "sft-messages", "messages", "no assistant message"),
+    ({"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "human", "value": "a"}, "rejected": "b"},
+     "sharegpt", "chosen", "is a user turn; expected the assistant's"),
+    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], "chosen": "b",
+      "rejected": "c"}, "sharegpt", "conversations", "must end with a user message"),
+    ({"conversations": [{"from": "observation", "value": "42"}], "chosen": "b", "rejected": "c"}, "sharegpt",
+     "conversations[0]", "from 'observation' is not one of human, gpt, system"),
+    ({"conversations": [{"from": "human", "value": " "}], "chosen": "b", "rejected": "c"}, "sharegpt",
+     "conversations[0].value", "is empty"),
+    ({"conversations": [{"from": "human", "value": "q"}], "chosen": None, "rejected": "c"}, "sharegpt", "chosen",
+     "is null; expected text or a"),
+    ({"conversations": [{"from": "human", "value": "q"}], "rejected": "c"}, "sharegpt", "chosen", "is missing"),
+    ({"conversations": [{"from": "human", "value": "q"}], "chosen": {"from": "gpt", "value": "c "},
+      "rejected": "c"}, "sharegpt", "chosen", "identical to 'rejected'"),
+    ({"system": "s", "conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "q"}],
+      "chosen": "b", "rejected": "c"}, "sharegpt", "system", "given twice"),
+    ({"conversations": [], "chosen": "b", "rejected": "c"}, "sharegpt", "conversations", "is an empty list"),
+    ({"question": "q", "history": [["a"]], "response_chosen": "b", "response_rejected": "c"}, "medicalgpt",
+     "history[0]", r"has 1 items; expected a \[question, answer\] pair"),
+    ({"question": "q", "history": [["a", ""]], "response_chosen": "b", "response_rejected": "c"}, "medicalgpt",
+     "history[0][1]", "is empty"),
+    ({"question": "q", "history": "a", "response_chosen": "b", "response_rejected": "c"}, "medicalgpt", "history",
+     "is text; expected a list"),
+    ({"question": "q", "system": 3, "response_chosen": "b", "response_rejected": "c"}, "medicalgpt", "system",
+     "is a number"),
+    ({"question": "q", "response_chosen": "b", "response_rejected": "b"}, "medicalgpt", "response_chosen",
+     "identical"),
     ({"text": "<s>[INST] hi [/INST] </s>"}, "sft-llama2", "text", "empty answer"),
     ({"text": "hello [INST] hi [/INST] ho"}, "sft-llama2", "text", "does not parse"),
 ])

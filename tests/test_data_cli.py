@@ -69,6 +69,7 @@ def test_check_every_sample(sample, capsys):
     ("broken.jsonl", '{"chosen": "a",\n', "line 1: malformed JSON"),
     ("empty.json", "", "no rows"),
     ("odd.jsonl", '{"title": "x"}\n', "unknown format"),
+    ("garbled.jsonl", '{"chosen": "a",\n{"chosen": "a", "rejeted": "b"}\n', "line 1: malformed JSON"),
 ])
 @pytest.mark.parametrize("command", ["check", "convert"])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, name, content, problem, command):
@@ -80,7 +81,13 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, name, content, proble
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {source}: ") and problem in lines[0]
-    assert captured.out == "" and not out.exists()
+    assert not out.exists()
+    if command == "check" and name == "bad.jsonl":  # a bad row, not a bad file: check reports on the whole file
+        assert captured.out.splitlines()[2:4] == ["1 bad row, by reason (the first lines of each):",
+                                                  "  1 × field 'chosen': is identical to 'rejected'; the pair teaches "
+                                                  "nothing (at line 2)"]
+    else:
+        assert captured.out == ""
 
 
 def test_unknown_format_option_exits_2(capsys):

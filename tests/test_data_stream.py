@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def test_skip_bad_rows_writes_997_pairs_and_lists_3_lines(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", ["check", "convert"])
-def test_without_the_flag_the_first_bad_row_stops_everything(tmp_path, capsys, command):
+def test_without_the_flag_the_first_bad_row_is_the_error(tmp_path, capsys, command):
     source, _ = thousand_rows(tmp_path)
     out = tmp_path / "out" / "pairs.jsonl"
     args = ["data", command, str(source)] + (["--out", str(out)] if command == "convert" else [])
@@ -178,7 +179,65 @@ def test_without_the_flag_the_first_bad_row_stops_everything(tmp_path, capsys, c
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [f"error: {source}: line 17: field 'chosen': turns 1 and 2 are both the "
                                          "Human's; Human and Assistant must take turns"]
-    assert captured.out == "" and not (tmp_path / "out").exists()
+    assert not (tmp_path / "out").exists()
+    if command == "convert":
+        assert captured.out == ""
+    else:  # check goes on to the end of the file: the three bad rows by reason, and how to convert the others
+        assert "997 valid pairs (1,000 rows in" in captured.out and "3 bad rows, by reason" in captured.out
+        assert f"python -m helpers data convert {source} --out pairs.jsonl --skip-bad-rows" in captured.out
+
+
+def several_kinds_of_bad_rows(tmp_path: Path) -> Path:
+    """20 hh-rlhf rows, 10 of them bad in four ways: 6 repeated speakers (lines 2, 4, …, 12), 2 cut-off lines (13 and
+    15), an identical pair (17) and an empty answer (19); line 20 repeats line 1."""
+    rows: list = [hh_pair([("Human", f"Question {i}?")], f"Answer {i}.", "No idea.") for i in range(20)]
+    for line in (2, 4, 6, 8, 10, 12):
+        rows[line - 1] = QUIRKS["two Human turns in a row"][0]
+    rows[12] = rows[14] = '{"chosen": "\\n\\nHuman: cut off'
+    rows[16] = hh_pair([("Human", "Same?")], "Same.", "Same.")
+    rows[18] = QUIRKS["an empty final reply"][0]
+    rows[19] = rows[0]
+    return write_jsonl(tmp_path / "mixed.jsonl", rows)
+
+
+def test_check_reports_every_bad_row_by_reason_and_how_to_convert_the_rest(tmp_path, capsys):
+    source = several_kinds_of_bad_rows(tmp_path)
+    assert cli.main(["data", "check", str(source)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"error: {source}: line 2: field 'chosen': turns 1 and 2 are both the "
+                                         "Human's; Human and Assistant must take turns"]
+    first, *lines = captured.out.splitlines()
+    assert first.startswith(f"{source}: format hh-rlhf, 10 valid pairs (20 rows in ")
+    assert lines[0].startswith("1 duplicated pair (equal to an earlier one)")
+    assert lines[1] == "10 bad rows, by reason (the first lines of each):"
+    assert lines[2] == ("  6 × field 'chosen': turns N and N are both the Human's; Human and Assistant must take "
+                        "turns (at lines 2, 4, 6, 8, 10, …)")
+    assert re.fullmatch(r"  2 × malformed JSON: .* \(at lines 13, 15\)", lines[3])
+    assert sorted(lines[4:6]) == [
+        "  1 × field 'chosen': is identical to 'rejected', or a prefix of it; no answer to prefer (at line 17)",
+        "  1 × field 'rejected': turn N (Assistant) is empty (at line 19)"]
+    command = f"python -m helpers data convert {source} --out pairs.jsonl --skip-bad-rows"
+    assert lines[6:] == ["to convert the 10 valid pairs and list the bad rows in skipped_rows.jsonl beside the "
+                         "output:", "  " + command]
+    report = data.check_file(source, every_row=True)  # the counts only, not a list of every bad row
+    assert (report.pairs, len(report.skipped), report.skipped.rows) == (10, 10, [])
+    out = tmp_path / "pairs.jsonl"  # the printed command, writing into this test's folder
+    assert cli.main(shlex.split(command.replace("pairs.jsonl", str(out)))[3:]) == 0
+    assert "wrote 10 pairs" in capsys.readouterr().out and len(read_jsonl(out)) == 20 - 10
+    assert [row["line"] for row in read_jsonl(tmp_path / "skipped_rows.jsonl")] == [2, 4, 6, 8, 10, 12, 13, 15, 17,
+                                                                                    19]
+    assert cli.main(["data", "check", str(source), "--skip-bad-rows"]) == 0  # the bad rows accepted as skipped
+    assert "10 bad rows, by reason" in capsys.readouterr().out
+
+
+def test_check_of_a_file_with_no_valid_row_reports_it_and_exits_2(tmp_path, capsys):
+    source = write_jsonl(tmp_path / "bad.jsonl", [hh_pair([("Human", "Hi")], "Same.", "Same.")] * 3)
+    for flag in ([], ["--skip-bad-rows"]):
+        assert cli.main(["data", "check", str(source), *flag]) == 2
+        captured = capsys.readouterr()
+        assert "format hh-rlhf, 0 valid pairs (3 rows in" in captured.out and "data convert" not in captured.out
+        assert "  3 × field 'chosen': is identical to 'rejected'" in captured.out
+        assert captured.err.startswith(f"error: {source}: line 1: field 'chosen': is identical")
 
 
 def test_duplicates_are_counted_without_skipping(tmp_path):
@@ -207,6 +266,7 @@ def test_json_lines_are_streamed_not_read_whole(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_text", whole_file)
     monkeypatch.setattr(Path, "read_bytes", whole_file)
     assert data.check_file(source).pairs == 3
+    assert data.check_file(source, every_row=True).pairs == 3
     assert data.convert_file(source, "auto", tmp_path / "out.jsonl").pairs == 3
 
 
