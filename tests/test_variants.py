@@ -3,6 +3,7 @@ says it must, moves only its LoRA adapter, and the comparison table holds what t
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from peft import PeftModel
 
 from helpers import data
-from helpers.models import copy_model, load_tokenizer
+from helpers.models import load_tokenizer
 from helpers.pipeline import get_sft_model
 from helpers.training import prepare_for_dpo
 from helpers.variants import VARIANTS, resolved_settings, train_variant, unpair_for_kto, variant_table
@@ -36,11 +37,12 @@ def start(tiny_profile):
 
 @pytest.fixture(scope="module")
 def trained(start, tiny_profile, tmp_path_factory):
-    """Every variant trained for 2 steps from its own copy of the SFT model."""
+    """Every variant trained for 2 steps from its own copy of the SFT model (kept side by side to compare them; the
+    start model was never given to a trainer, so a plain deep copy runs its own weights)."""
     model, tokenizer, pairs = start
     results = {}
     for name in VARIANTS:
-        results[name] = train_variant(name, copy_model(model), tokenizer, pairs, tiny_profile,
+        results[name] = train_variant(name, copy.deepcopy(model), tokenizer, pairs, tiny_profile,
                                       tmp_path_factory.mktemp(name), num_epochs=1, max_steps=2)
     return results
 
