@@ -5,7 +5,8 @@ the run never trained on, and metrics.json says which ones.
   kfold-K  when every row is trained on: K extra DPO trainings, each on the pairs outside one fold, each measured on
            its fold; the submitted model still trains on all the course's pairs, so its answers are unchanged
   none     no stance measurement (support_rate is left out)
-  auto     rest when at least one row is left over, else kfold-5
+  auto     rest when at least one row is left over, else none: the course trains once, and so does a homework
+           run unless a k-fold measurement is asked for
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ def holdout_plan(config, n_rows: int) -> dict:
     size = config.data_size or n_rows
     method = config.holdout
     if method == "auto":
-        method = "rest" if size < n_rows else "kfold-5"
+        method = "rest" if size < n_rows else "none"
     if method == "rest":
         left = n_rows - size
         note = (f"the {left} labelled rows after the first {size} (never trained on)" if left else
                 f"all {n_rows} labelled rows are trained on: nothing is left to measure on; use --holdout kfold-5")
         return {"method": "rest", "first_row": size, "rows": left, "note": note}
     if method == "none":
-        return {"method": "none", "rows": 0, "note": "no stance measurement asked for (--holdout none)"}
+        note = ("no held-out stance measurement: every labelled row is trained on, as in the course (--holdout "
+                f"kfold-5 measures one at the cost of 5 extra trainings)" if config.holdout == "auto" else
+                "no stance measurement asked for (--holdout none)")
+        return {"method": "none", "rows": 0, "note": note}
     match = re.fullmatch(r"kfold-(\d+)", method)
     if not match or not 2 <= int(match.group(1)) <= size:
         raise UserError(f"holdout (--holdout) is {config.holdout!r}; allowed: {HOLDOUT_CHOICES}")

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import data
-from helpers.config import (HOMEWORK_SYSTEM_PROMPT, OUTPUTS_DIR, Profile, ProfileError, has_gpu, load_profile,
-                            resolve_profile_name)
+from helpers.config import DATA_DIR, HOMEWORK_SYSTEM_PROMPT, Profile, ProfileError, has_gpu, load_profile
 from helpers.errors import UserError
 from helpers.files import write_text_atomic
 from helpers.knobs import check_student_id
@@ -99,6 +98,12 @@ class Homework:
         payload = self.result_payload(test_rows, original, trained, num_epoch, data_size, support_ratio)
         return write_text_atomic(Path(folder) / name, self.result_text(payload))
 
+    @property
+    def rehearsal_files(self) -> tuple[Path, Path]:
+        """The bundled files of this course's shape, with the project's own text, for a rehearsal on another model."""
+        labelled, tests = self.data_files
+        return DATA_DIR / "rehearsal" / self.name / labelled, DATA_DIR / "rehearsal" / self.name / tests
+
     def find_data(self, folder: Path) -> tuple[Path, Path]:
         """The labelled and test files in a clone of the course's data (cloned into folder if missing)."""
         folder = data.clone_homework_data(Path(folder), course=self.name)
@@ -165,39 +170,3 @@ def model_record(profile: Profile, homework: str | None = None) -> dict:
         record.update(homework=preset.name, course_model=preset.course_profile().model_name,
                       is_course_model=warning is None, warning=warning)
     return record
-
-
-def notebook_config(homework: str | None, profile_name: str | None = "auto", data_path=None, test_path=None,
-                    student_id: str | None = None, seed: int | None = None, **knobs):
-    """A notebook's parameters as one RunConfig, every knob checked first (a bad one: one line, nothing loaded).
-
-    With a homework: its split rule and seed, its data (cloned into outputs/course-data/NAME when no path is given),
-    and its model on a GPU; profile_name "auto" on a CPU means the tiny model (the file is then not for submission).
-    """
-    from helpers.knobs import check_knobs
-    from helpers.runs import RunConfig, default_num_epoch
-
-    check_knobs(**{name: value for name, value in knobs.items()
-                   if name != "spread" and not (name == "num_epoch" and value is None)},  # None: the profile's
-                **({"seed": seed} if seed is not None else {}))
-    if not homework:  # the resolved profile's name ("tiny"), so runs saved by one notebook are found by the next
-        profile = resolve_profile_name(profile_name)
-        if knobs.get("num_epoch") is None:  # None in a parameters cell: the profile's epochs
-            knobs["num_epoch"] = default_num_epoch(profile)
-        return RunConfig(profile=profile, data=_text(data_path), test_prompts=_text(test_path),
-                         seed=0 if seed is None else seed, **knobs)
-    preset = load_homework_preset(homework)
-    if data_path is None or test_path is None:
-        data_path, test_path = preset.find_data(OUTPUTS_DIR / "course-data" / preset.name)
-    if profile_name in (None, "auto"):
-        profile_name = None if has_gpu() else "tiny"
-    if knobs.get("num_epoch") is None:
-        knobs["num_epoch"] = default_num_epoch(profile_name, preset.name)
-    return RunConfig(profile=profile_name, homework=preset.name, student_id=student_id, data=str(data_path),
-                     test_prompts=str(test_path), split_rule=preset.split_rule,
-                     seed=preset.seed if seed is None else seed, **knobs)
-
-
-def _text(path) -> str | None:
-    """A path as text for RunConfig (None stays None)."""
-    return None if path is None else str(path)

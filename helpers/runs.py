@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from helpers import data
-from helpers.config import OUTPUTS_DIR, Profile, load_profile
+from helpers.config import OUTPUTS_DIR, Profile, load_profile, resolve_profile_name
 from helpers.errors import UserError
 from helpers.files import read_json
 from helpers.folders import MARKER as COMPLETE_MARKER  # written last: a run folder without it was interrupted
 from helpers.folders import check_not_held, hold_lock, incomplete_reason, is_complete
 from helpers.folders import replace_dir  # noqa: F401 (imported from here too)
+from helpers.homework import Homework, load_homework_preset
 from helpers.knobs import check_knobs
 
 
@@ -41,7 +42,8 @@ class RunConfig:
     homework: str | None = None  # "hw6" or "hw7": the course's preset (helpers.homework)
     student_id: str | None = None  # hw7 names its result file after it
     split_rule: str = "exact"  # "course": int(data_size * support_ratio) in floating point, as the course's code
-    holdout: str = "auto"  # homework runs: rows held out for measuring ("auto", "rest", "kfold-K", "none")
+    holdout: str = "auto"  # homework runs: rows held out for measuring ("auto": the unused rows if any, "rest",
+    # "kfold-K": K extra trainings, "none")
 
     def __post_init__(self) -> None:
         check_knobs(support_ratio=self.support_ratio, data_size=self.data_size, num_epoch=self.num_epoch,
@@ -51,8 +53,6 @@ class RunConfig:
         """The result file's name: the homework preset's, else epoch-{num_epoch}_size-{data_size}_ratio-{ratio}.json."""
         size = self.data_size or n_rows
         if self.homework:
-            from helpers.homework import load_homework_preset
-
             return load_homework_preset(self.homework).result_file_name(self.num_epoch, size, self.support_ratio,
                                                                         self.student_id)
         return f"epoch-{_num(self.num_epoch)}_size-{size}_ratio-{_num(self.support_ratio)}.json"
@@ -122,8 +122,6 @@ def default_num_epoch(profile: str | None, homework: str | None = None) -> float
 def resolve_profile(config: RunConfig, check_hardware: bool = True) -> Profile:
     """The config's profile (a homework's: the course's, or the one swapped in), with --model's model if given."""
     if config.homework:
-        from helpers.homework import load_homework_preset
-
         profile = load_homework_preset(config.homework).training_profile(config.profile, check_hardware)
     else:
         profile = load_profile(config.profile, check_hardware)
@@ -138,8 +136,6 @@ def is_main_process() -> bool:
 def check_run_request(config: RunConfig, out_dir: Path, overwrite: bool = False) -> Profile:
     """Everything about a run that can be wrong before any model is loaded: profile, data, knobs, model, folder."""
     if config.homework:
-        from helpers.homework import load_homework_preset
-
         if config.data is None or config.test_prompts is None:
             labelled, tests = load_homework_preset(config.homework).data_files
             raise UserError(f"homework {config.homework} needs the course's files: pass --data DIR/{labelled} "
@@ -285,3 +281,58 @@ def make_room(folder: Path, echo=print) -> None:
 def metrics_table(metrics: dict) -> pd.DataFrame:
     """metrics.json's stages as a table: one row per stage, one column per measurement."""
     return pd.DataFrame(metrics["stages"]).T
+
+
+def notebook_config(homework: str | None, profile_name: str | None = "auto", data_path=None, test_path=None,
+                    student_id: str | None = None, seed: int | None = None, **knobs) -> RunConfig:
+    """A notebook's parameters as one RunConfig, every knob checked first (a bad one: one line, nothing loaded).
+    Nothing is downloaded here (with_course_data does that, after the notebook's preflight).
+
+    Without a homework, the resolved profile's name ("tiny"), so runs saved by one notebook are found by the next.
+    With one: its split rule and seed, and its model (profile_name None), unless DPO_PROFILE or profile_name names
+    another: a rehearsal, which reads the bundled rehearsal files when no data paths are given. The course's model
+    reads the course's own files (cloned by with_course_data when no paths are given).
+    """
+    from helpers.knobs import check_knobs
+
+    check_knobs(**{name: value for name, value in knobs.items()
+                   if name not in ("spread", "holdout") and not (name == "num_epoch" and value is None)},
+                **({"seed": seed} if seed is not None else {}))
+    if not homework:
+        profile = resolve_profile_name(profile_name)
+        if knobs.get("num_epoch") is None:  # None in a parameters cell: the profile's epochs
+            knobs["num_epoch"] = default_num_epoch(profile)
+        return RunConfig(profile=profile, data=_text(data_path), test_prompts=_text(test_path),
+                         seed=0 if seed is None else seed, **knobs)
+    preset = load_homework_preset(homework)
+    if profile_name in (None, "auto", preset.name, preset.profile):
+        profile_name = os.environ.get("DPO_PROFILE") or None  # None: the course's model
+    if profile_name is not None and data_path is None and test_path is None:
+        data_path, test_path = preset.rehearsal_files
+    if knobs.get("num_epoch") is None:
+        knobs["num_epoch"] = default_num_epoch(profile_name, preset.name)
+    return RunConfig(profile=profile_name, homework=preset.name, student_id=student_id, data=_text(data_path),
+                     test_prompts=_text(test_path), split_rule=preset.split_rule,
+                     seed=preset.seed if seed is None else seed, **knobs)
+
+
+def with_course_data(config: RunConfig, folder: Path | None = None) -> RunConfig:
+    """The config with the course's own files, cloned into outputs/course-data/NAME when it names none."""
+    if not config.homework or (config.data and config.test_prompts):
+        return config
+    import dataclasses
+
+    preset: Homework = load_homework_preset(config.homework)
+    labelled, tests = preset.find_data(folder or OUTPUTS_DIR / "course-data" / preset.name)
+    return dataclasses.replace(config, data=str(labelled), test_prompts=str(tests))
+
+
+def is_rehearsal(config: RunConfig) -> bool:
+    """True for a homework run on another model than the course's: its result file is not for submission."""
+    return bool(config.homework) and resolve_profile(config, check_hardware=False).model_name != \
+        load_homework_preset(config.homework).course_profile().model_name
+
+
+def _text(path) -> str | None:
+    """A path as text for RunConfig (None stays None)."""
+    return None if path is None else str(path)

@@ -24,8 +24,8 @@ from helpers.models import load_kwargs, load_model, load_tokenizer, quantization
 from helpers.pipeline import RunConfig, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
-HW6 = ROOT / "tests" / "fixtures" / "hw6"
-HW7 = ROOT / "tests" / "fixtures" / "hw7"
+HW6 = ROOT / "assets" / "data" / "rehearsal" / "hw6"
+HW7 = ROOT / "assets" / "data" / "rehearsal" / "hw7"
 
 
 # --- precision, pinning, devices, cards ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from helpers.knobs import KnobError, check_knobs
 from helpers.runs import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-HW7_DIR = ROOT / "tests" / "fixtures" / "hw7"
+HW7_DIR = ROOT / "assets" / "data" / "rehearsal" / "hw7"
 BUNDLED = ROOT / "assets" / "data"
 OFFLINE = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
 

@@ -17,7 +17,7 @@ from helpers.homework_check import check_result_file, name_pattern, summary_line
 from helpers.homework_data import load_test_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
-HW7_TESTS = ROOT / "tests" / "fixtures" / "hw7" / "test.json"
+HW7_TESTS = ROOT / "assets" / "data" / "rehearsal" / "hw7" / "test.json"
 STUDENT = "B12345678"
 
 

@@ -84,3 +84,16 @@ def test_precision_follows_hardware(fake_gpu):
     assert pick_dtype("cuda") == torch.float16
     fake_gpu((8, 0), "NVIDIA A100-SXM4-40GB")  # Ampere and newer
     assert pick_dtype("cuda") == torch.bfloat16
+
+def test_homework_presets_never_import_the_run_machinery():
+    """Settings are resolved once, at the entry (helpers.runs): the presets know nothing of runs, so the two modules
+    import each other nowhere, not even inside a function."""
+    import ast
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((ROOT / "helpers" / f"{module}.py").read_text(encoding="utf-8"))
+        return {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module} | \
+            {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+
+    assert "helpers.runs" not in imported("homework")
+    assert "helpers.homework" in imported("runs")
