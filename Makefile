@@ -14,6 +14,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOK
 .PHONY: help install tiny tutorial test test-unit test-notebooks gpu-check lab clean
 help:
 	@echo "make tutorial   set up .venv, build the tiny model, execute every notebook into outputs/notebooks/"
+	@echo "                (00_homework rehearses on the tiny model: on a CPU it writes no submission)"
 	@echo "make test       set up .venv, run the unit tests and re-run every notebook with nbval"
 	@echo "make gpu-check  on a machine with a CUDA GPU: check the GPU path with the tiny model in 4 bit (a few minutes)"
 	@echo "make lab        open the notebooks in JupyterLab"
@@ -36,7 +37,8 @@ tutorial: tiny
 	@mkdir -p outputs/notebooks
 	@for nb in $(NOTEBOOKS); do \
 		echo "executing $$nb"; \
-		$(OFFLINE) $(BIN)/papermill --log-level WARNING --kernel python3 --cwd notebooks \
+		case "$$nb" in *00_homework*) rehearse="-p profile_name tiny";; *) rehearse="";; esac; \
+		$(OFFLINE) $(BIN)/papermill --log-level WARNING --kernel python3 --cwd notebooks $$rehearse \
 			"$$nb" "outputs/notebooks/$$(basename $$nb)" || exit 1; \
 	done
 	@echo
@@ -49,8 +51,9 @@ test-unit: tiny
 	$(OFFLINE) $(BIN)/python -m pytest --durations=10 tests
 
 # Lax: only cells marked NBVAL_CHECK_OUTPUT compare outputs (the deterministic ones); every cell must run.
+# DPO_PROFILE=tiny: the homework notebook rehearses on the tiny model (it needs a GPU for the course's own model).
 test-notebooks: tiny
-	$(OFFLINE) $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+	$(OFFLINE) DPO_PROFILE=tiny $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
 		--nbval-current-env -p no:cacheprovider --durations=10 notebooks
 
 # On a CUDA machine (Colab, Kaggle, a lab server): the GPU path, offline, with the tiny model in 4 bit.

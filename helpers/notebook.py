@@ -51,7 +51,7 @@ def quiet_logs() -> None:
     transformers.utils.logging.disable_progress_bar()
     datasets.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
-    for name in ("bitsandbytes", "peft", "trl", "accelerate", "httpx", "huggingface_hub"):
+    for name in ("bitsandbytes", "kernels", "peft", "trl", "accelerate", "httpx", "huggingface_hub"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|transformers|trl|peft)\..*")
@@ -106,16 +106,23 @@ def show_user_errors_as_one_line() -> None:
     shell.set_custom_exc((UserError,), one_line)
 
 
-def setup_notebook(profile: str | None = None, seed: int = 0) -> Session:
-    """Quiet logs, seed everything, pick the device and the profile ("auto": tiny on CPU, a real model on GPU)."""
+def setup_notebook(profile: str | None = None, seed: int | None = 0, homework: str | None = None) -> Session:
+    """Quiet logs, seed everything, pick the device and the profile the parameters cell asks for ("auto": tiny on a
+    CPU, a real model on a GPU; with a homework: the course's model unless another is named, and its seed)."""
     quiet_logs()
     show_user_errors_as_one_line()
     import pandas as pd
 
-    pd.set_option("display.max_colwidth", 160)  # show whole answers in tables
+    pd.set_option("display.max_colwidth", None)  # whole answers in tables, never cut with "…"
     pin_one_gpu()  # before anything starts CUDA: Kaggle's "GPU T4 x2" shows two cards to one process
+    if homework:
+        from helpers.runs import notebook_config, resolve_profile
+
+        config = notebook_config(homework, profile, seed=seed)
+        chosen, seed = resolve_profile(config, check_hardware=False), config.seed
+    else:
+        chosen, seed = load_profile(profile), 0 if seed is None else seed
     set_seed(seed)
     set_threads()
-    chosen = load_profile(profile)
     device = "cuda" if has_gpu() else "cpu"
     return Session(profile=chosen, device=device, dtype=pick_dtype(device), seed=seed)

@@ -21,7 +21,17 @@ def _tracked() -> list[str]:
 
 def test_notebooks_exist_in_order():
     numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    assert numbers == list(range(1, len(numbers) + 1)), [p.name for p in NOTEBOOKS]
+    assert numbers == list(range(len(numbers))), [p.name for p in NOTEBOOKS]
+    assert NOTEBOOKS[0].name == "00_homework.ipynb", "the homework notebook comes first"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_parameters_cell_comes_before_the_setup_that_uses_it(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    tagged = next(i for i, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", []))
+    setup = next(i for i, c in enumerate(code) if "setup_notebook(" in "".join(c["source"]))
+    assert tagged < setup and "setup_notebook(profile_name" in "".join(code[setup]["source"])
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -48,7 +58,7 @@ def test_notebook_has_the_common_opening_and_closing(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     sources = ["".join(c["source"]) for c in nb["cells"]]
     assert sources[0].startswith("# ") and "What you'll learn" in sources[0] and "Open In Colab" in sources[0]
-    assert any("setup_notebook(" in s for s in sources[:6])
+    assert any("setup_notebook(" in s for s in sources[:8])
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one parameters cell"
     assert "## Summary" in "\n".join(sources[-3:]) and "## Exercises" in sources[-1]
