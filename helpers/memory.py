@@ -190,7 +190,7 @@ def memory_table(lang: str = "en") -> str:
     settings.update({f"`{name}`": p for name, p in PROFILES.items() if p.needs_gpu})
     fits, short = ("fits, {:.1f} GiB to spare", "does NOT fit ({:.1f} GiB short)") if lang == "en" else \
         ("放得下，尚餘 {:.1f} GiB", "放不下（差 {:.1f} GiB）")
-    ram = "RAM ≥ {:.1f} GiB" if lang == "en" else "記憶體 ≥ {:.1f} GiB"
+    ram = "GPU or RAM ≥ {:.1f} GiB" if lang == "en" else "GPU 或記憶體 ≥ {:.1f} GiB"
     lines = ["| " + " | ".join(TABLE_HEADERS[lang]) + " |", "|" + "---|" * len(TABLE_HEADERS[lang])]
     for name, profile in settings.items():
         e = estimate_peak_memory(profile)

@@ -1,6 +1,7 @@
 """Every notebook's Colab and Kaggle badges and its install cell, generated from helpers.install.REPO_URL: one
-address for all of them (`python -m helpers notebooks --check|--write`; --write also strips an executor's run
-metadata, so re-execute a notebook in place with papermill, then run it)."""
+address for all of them, the READMEs' homework badges included (`python -m helpers notebooks --check|--write`;
+--write also strips an executor's run metadata, so re-execute a notebook in place with papermill, then run it). The
+READMEs' memory table is generated here too, from helpers.memory."""
 
 from __future__ import annotations
 
@@ -74,11 +75,42 @@ def strip_run_metadata(nb) -> None:
                                                             and "%|" in o.text and "\r" in o.text)]
 
 
+READMES = (PROJECT_ROOT / "README.md", PROJECT_ROOT / "README.zh-TW.md")
+HOMEWORK_NOTEBOOK = "00_homework.ipynb"  # both READMEs open with its badges
+
+
+TABLE_START, TABLE_END = "<!-- memory-table -->", "<!-- /memory-table -->"
+
+
+def synced_readme(text: str, lang: str = "en") -> str:
+    """A README with its badge lines (the homework notebook's, at the top) generated from the one address, and its
+    memory table from helpers.memory (between the memory-table markers)."""
+    from helpers.memory import memory_table
+
+    badges = badge_lines(HOMEWORK_NOTEBOOK)
+    lines = [badges[0] if line.startswith(COLAB_BADGE) else badges[1] if line.startswith(KAGGLE_BADGE) else line
+             for line in text.split("\n")]
+    text = "\n".join(lines)
+    if TABLE_START in text:
+        head, rest = text.split(TABLE_START, 1)
+        text = f"{head}{TABLE_START}\n{memory_table(lang)}\n{TABLE_END}{rest.split(TABLE_END, 1)[1]}"
+    return text
+
+
 def sync_notebooks(folder: Path = NOTEBOOKS_DIR, write: bool = False) -> list[str]:
-    """Names of the notebooks whose badges or install cell differ from the generated ones (rewritten if write)."""
+    """Names of the notebooks (and READMEs) whose badges or install cell differ from the generated ones (rewritten
+    if write)."""
     import nbformat
 
     changed = []
+    if Path(folder) == NOTEBOOKS_DIR:
+        for readme, lang in zip(READMES, ("en", "zh-TW")):
+            text = readme.read_text(encoding="utf-8")
+            fresh = synced_readme(text, lang)
+            if fresh != text:
+                changed.append(readme.name)
+                if write:
+                    readme.write_text(fresh, encoding="utf-8")
     for path in sorted(Path(folder).glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         fresh = synced(nb, path.name)

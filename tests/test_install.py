@@ -22,7 +22,7 @@ def test_every_notebook_opening_is_generated_from_the_one_address():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     holders = [name for name in tracked if not name.endswith(".ipynb")
                and REPO_URL.removeprefix("https://") in (ROOT / name).read_text(encoding="utf-8", errors="ignore")]
-    assert holders == ["helpers/install.py"], holders
+    assert holders == ["README.md", "README.zh-TW.md", "helpers/install.py"], holders  # the READMEs: synced badges
     assert "DPO_NOTEBOOKS_REPO_URL" in install_cell() and "%run dpo-notebooks/helpers/install.py" in install_cell()
 
 
