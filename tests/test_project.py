@@ -97,3 +97,38 @@ def test_homework_presets_never_import_the_run_machinery():
 
     assert "helpers.runs" not in imported("homework")
     assert "helpers.homework" in imported("runs")
+
+
+def test_the_floors_are_what_the_pinned_libraries_need():
+    """requires-python and the torch floor are no lower than what transformers, TRL and accelerate ask for."""
+    import importlib.metadata as metadata
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    ours = Version(re.search(r">=\s*([\d.]+)", project["requires-python"]).group(1))
+    torch_floor = Version(next(re.search(r">=\s*([\d.]+)", d).group(1) for d in project["dependencies"]
+                               if d.startswith("torch")))
+    for name in ("transformers", "trl", "accelerate", "peft", "datasets", "bitsandbytes"):
+        needed = SpecifierSet(metadata.metadata(name)["Requires-Python"] or "")
+        assert ours in needed, f"{name} needs Python {needed}; requires-python says >={ours}"
+        for line in metadata.requires(name) or []:
+            requirement = Requirement(line)
+            if requirement.name == "torch" and not requirement.marker:
+                floors = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+                assert all(torch_floor >= floor for floor in floors), f"{name} needs torch {requirement.specifier}"
+
+
+def test_the_readme_does_not_forbid_a_package_transformers_requires():
+    import importlib.metadata as metadata
+
+    required = {line.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip()
+                for line in metadata.requires("transformers") or [] if "extra ==" not in line}
+    for readme in ("README.md", "README.zh-TW.md"):
+        text = (ROOT / readme).read_text(encoding="utf-8")
+        for package in required:
+            assert f"Do not install the `{package}` package" not in text and f"不要安裝 `{package}` 套件" not in text
