@@ -45,15 +45,21 @@ tutorial: tiny
 	@echo "Done. Executed notebooks: outputs/notebooks/   saved runs: outputs/runs/"
 	@ls outputs/runs 2>/dev/null | sed 's/^/  outputs\/runs\//'
 
-test: test-unit test-notebooks
+# The unit tests and the notebooks run side by side, one process per core with one torch thread each; each one's
+# output is printed whole when it ends. `make test-unit` or `make test-notebooks` alone use every core.
+test: tiny
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-unit test-notebooks THREADS=1
+
+THREADS ?=
+PER_PROCESS := $(if $(THREADS),DPO_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS))
 
 test-unit: tiny
-	$(OFFLINE) $(BIN)/python -m pytest --durations=10 tests
+	$(OFFLINE) $(PER_PROCESS) $(BIN)/python -m pytest --durations=10 tests
 
 # Lax: only cells marked NBVAL_CHECK_OUTPUT compare outputs (the deterministic ones); every cell must run.
 # DPO_PROFILE=tiny: the homework notebook rehearses on the tiny model (it needs a GPU for the course's own model).
 test-notebooks: tiny
-	$(OFFLINE) DPO_PROFILE=tiny $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
+	$(OFFLINE) $(PER_PROCESS) DPO_PROFILE=tiny $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
 		--nbval-current-env -p no:cacheprovider --durations=10 notebooks
 
 # On a CUDA machine (Colab, Kaggle, a lab server): the GPU path, offline, with the tiny model in 4 bit.

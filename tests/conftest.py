@@ -10,9 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from helpers.notebook import quiet_logs  # noqa: E402
+from helpers.notebook import quiet_logs, set_threads  # noqa: E402
 
 quiet_logs()
+set_threads()  # DPO_THREADS when set (`make test` runs the tests beside the notebooks, one thread each)
 
 
 @pytest.fixture(scope="session")
