@@ -71,58 +71,42 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
 
+TINY = Profile(
+    name="tiny",
+    model_name=TINY_MODEL,
+    memory="~1M parameters; a whole run peaks at ~0.8 GB of RAM, nearly all of it the libraries; CPU, fp32",
+    max_new_tokens=48,
+    gen_batch_size=16,
+    lora_r=16,
+    lora_alpha=32,
+    lora_dropout=0.0,
+    sft_epochs=4,
+    sft_learning_rate=5e-3,
+    dpo_learning_rate=5e-3,
+    # Length-normalised DPO (the mean per-token log-ratio, as support_rate measures it) plus a small SFT
+    # term on the chosen answer, which holds the answers' form while the stance moves.
+    dpo_loss_type=("sigmoid_norm", "sft"),
+    dpo_loss_weights=(1.0, 0.1),
+    beta=1.0,  # sigmoid_norm's log-ratios are per token, so beta is ~10x plain DPO's 0.1
+    precompute_ref_log_probs=True,
+    batch_size=8,
+    grad_accum=1,
+    max_length=256,
+    checkpoint_steps=5,
+)
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
-        Profile(
-            name="tiny",
-            model_name=TINY_MODEL,
-            memory="~1M parameters; a whole run peaks at ~0.8 GB of RAM, nearly all of it the libraries; CPU, fp32",
-            max_new_tokens=48,
-            gen_batch_size=16,
-            lora_r=16,
-            lora_alpha=32,
-            lora_dropout=0.0,
-            sft_epochs=4,
-            sft_learning_rate=5e-3,
-            dpo_learning_rate=5e-3,
-            # Length-normalised DPO (the mean per-token log-ratio, as support_rate measures it) plus a small SFT
-            # term on the chosen answer, which holds the answers' form while the stance moves.
-            dpo_loss_type=("sigmoid_norm", "sft"),
-            dpo_loss_weights=(1.0, 0.1),
-            beta=1.0,  # sigmoid_norm's log-ratios are per token, so beta is ~10x plain DPO's 0.1
-            precompute_ref_log_probs=True,
-            batch_size=8,
-            grad_accum=1,
-            max_length=256,
-            checkpoint_steps=5,
-        ),
+        TINY,
         # The tiny model loaded the way the 7B QLoRA profiles load theirs: NF4 weights through bitsandbytes (its CPU
         # backend here), an SFT stage kept as an adapter, paged 8-bit AdamW and activation checkpointing, the
         # reference live. It runs the quantized branches of PEFT, TRL and bitsandbytes on a CPU, in seconds.
-        Profile(
-            name="tiny-4bit",
-            model_name=TINY_MODEL,
-            memory="~1M parameters in 4-bit NF4 through bitsandbytes' CPU backend; a run peaks at ~0.9 GB of RAM",
-            load_in_4bit=True,
-            max_new_tokens=48,
-            gen_batch_size=16,
-            lora_r=16,
-            lora_alpha=32,
-            lora_dropout=0.0,
-            sft_epochs=4,
-            sft_learning_rate=5e-3,
-            dpo_learning_rate=5e-3,
-            dpo_loss_type=("sigmoid_norm", "sft"),
-            dpo_loss_weights=(1.0, 0.1),
-            beta=1.0,
-            batch_size=8,
-            grad_accum=1,
-            max_length=256,
-            optim="paged_adamw_8bit",
-            gradient_checkpointing=True,
-            checkpoint_steps=5,
-        ),
+        TINY.replace(name="tiny-4bit", load_in_4bit=True, optim="paged_adamw_8bit", gradient_checkpointing=True,
+                     precompute_ref_log_probs=False,
+                     memory="~1M parameters in 4-bit NF4 through bitsandbytes' CPU backend; a whole run peaks at "
+                            "~0.9 GB of RAM"),
         Profile(
             name="smollm2-135m",
             model_name="HuggingFaceTB/SmolLM2-135M-Instruct",  # the hub id; offline, the GGUF copy below

@@ -81,11 +81,19 @@ def preflight(config: RunConfig) -> dict:
                      f"{profile.grad_accum} pairs ({config.num_epoch:g} epoch(s))"
     facts["time"] = COURSE_TIMES.get(preset.name, "not measured on a T4 by this project") if profile.needs_gpu \
         else "about a minute on 2 CPU cores (the run below prints its own time)"
-    facts["data"] = (f"{config.data} and {config.test_prompts}" if config.data else
+    facts["data"] = (f"{_shown(config.data)} and {_shown(config.test_prompts)}" if config.data else
                      f"the course's files, cloned from {preset.data_url} on the next step")
     facts["held out"] = plan["note"]
     facts["result file"] = config.answers_file_name(preset.rows)
     return facts
+
+
+def _shown(path) -> str:
+    """A path inside the project as the project sees it (assets/…), any other as given."""
+    from helpers.config import PROJECT_ROOT
+
+    path = Path(path).resolve()
+    return str(path.relative_to(PROJECT_ROOT)) if path.is_relative_to(PROJECT_ROOT) else str(path)
 
 
 def run_homework(config: RunConfig, echo=print) -> tuple[Path, dict]:
@@ -147,10 +155,11 @@ def deliver_result(config: RunConfig, folder: Path, save_to_drive: bool = False,
     path = (folder / config.answers_file_name(load_homework_preset(config.homework).rows)).resolve()
     warning = banner(config)
     echo(f"*** {warning} ***" if warning else f"the file to submit: {path.name}")
-    echo(f"full path: {path}")
-    echo(path.read_text(encoding="utf-8"))
-    echo("homework check: " + summary_line(check_result_file(path, config.homework)))
     place = where()
+    echo(f"path: {os.path.relpath(path)} (from this notebook's folder)"
+         + (f"; full path: {path}" if place in ("colab", "kaggle") else ""))
+    echo(path.read_text(encoding="utf-8"))
+    echo("homework check: " + summary_line(check_result_file(path, config.homework)).replace(str(path), path.name))
     if place == "colab" and not warning:
         from google.colab import files  # type: ignore[import-not-found]
 
