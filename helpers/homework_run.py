@@ -156,8 +156,10 @@ def deliver_result(config: RunConfig, folder: Path, save_to_drive: bool = False,
     warning = banner(config)
     echo(f"*** {warning} ***" if warning else f"the file to submit: {path.name}")
     place = where()
-    echo(f"path: {os.path.relpath(path)} (from this notebook's folder)"
-         + (f"; full path: {path}" if place in ("colab", "kaggle") else ""))
+    from helpers.config import PROJECT_ROOT
+
+    shown = f"{os.path.relpath(path)} (from this notebook's folder)" if path.is_relative_to(PROJECT_ROOT) else path
+    echo(f"path: {shown}" + (f"; full path: {path}" if place in ("colab", "kaggle") else ""))
     echo(path.read_text(encoding="utf-8"))
     echo("homework check: " + summary_line(check_result_file(path, config.homework)).replace(str(path), path.name))
     if place == "colab" and not warning:
