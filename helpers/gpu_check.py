@@ -39,10 +39,12 @@ def _run_config(profile_name: str, **knobs):
     from helpers.homework import HOMEWORKS
     from helpers.runs import RunConfig
 
-    if profile_name in HOMEWORKS:
+    if profile_name in HOMEWORKS:  # the course's files, cloned (the hub and the course's repository are reachable)
+        from helpers.runs import with_course_data
+
         preset = HOMEWORKS[profile_name]
-        return RunConfig(profile=None, homework=preset.name, student_id="GPUCHECK", split_rule=preset.split_rule,
-                         seed=preset.seed, **knobs)
+        return with_course_data(RunConfig(profile=None, homework=preset.name, student_id="GPUCHECK",
+                                          split_rule=preset.split_rule, seed=preset.seed, **knobs))
     return RunConfig(profile=profile_name, **knobs)
 
 
