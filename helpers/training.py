@@ -93,9 +93,14 @@ def keep_adapters_in_fp32(trainer, exact: dict[str, torch.Tensor] | None = None)
             parameter.data = saved if saved is not None and saved.shape == parameter.shape else parameter.data.float()
 
 
-def trainable_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the trainable weights, by name (an SFT adapter a 4-bit model trains further)."""
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+def adapter_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the trainable LoRA weights of a model that already carries an adapter (a 4-bit model's SFT adapter,
+    trained further), by name; nothing for a plain model, whose base weights are never copied."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return {}
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad and "lora_" in name}
 
 
 def _quiet(trainer) -> None:
@@ -245,7 +250,7 @@ def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pair
     from unittest import mock
 
     # The reference pre-pass runs in the constructor and draws a progress bar that disable_tqdm does not reach.
-    exact = trainable_weights(model)  # a 4-bit model's SFT adapter, before TRL rounds it to bf16
+    exact = adapter_weights(model)  # a 4-bit model's SFT adapter, before TRL rounds it to bf16
     with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):
         trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                              peft_config=adapter_config(model, profile))
