@@ -23,7 +23,7 @@ def check_plan(capability: tuple[int, int], profile_name: str = "tiny-4bit") -> 
     the attention kernel it expects per precision, whether bf16 is native or emulated, and the memory estimate."""
     from helpers.hardware import bnb_min_capability, has_fast_bf16
     from helpers.memory import attention_kernel, estimate_peak_memory
-    from helpers.runs import RunConfig, resolve_profile
+    from helpers.runs import resolve_profile
 
     profile = resolve_profile(_run_config(profile_name), check_hardware=False)
     fast_bf16 = has_fast_bf16(capability)

@@ -34,7 +34,7 @@ def holdout_plan(config, n_rows: int) -> dict:
         return {"method": "rest", "first_row": size, "rows": left, "note": note}
     if method == "none":
         note = ("no held-out stance measurement: every labelled row is trained on, as in the course (--holdout "
-                f"kfold-5 measures one at the cost of 5 extra trainings)" if config.holdout == "auto" else
+                "kfold-5 measures one at the cost of 5 extra trainings)" if config.holdout == "auto" else
                 "no stance measurement asked for (--holdout none)")
         return {"method": "none", "rows": 0, "note": note}
     match = re.fullmatch(r"kfold-(\d+)", method)
