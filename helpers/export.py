@@ -1,6 +1,6 @@
 """Exporting a run: fold the LoRA adapters into the base weights (a 4-bit run's: the dequantized NF4 weights it trained
-against), save a standalone model (safetensors, tokenizer, chat template), check that the saved folder gives the run's
-own greedy answers, and optionally push it to the hub."""
+against), save a standalone model (safetensors, tokenizer, chat template, and the notice its base weights' terms
+require), check that the saved folder gives the run's own greedy answers, and optionally push it to the hub."""
 
 from __future__ import annotations
 
@@ -91,6 +91,17 @@ def load_run_model(run_dir: Path):
     return model.eval(), load_tokenizer(profile), profile
 
 
+def write_weights_notice(profile, folder: Path) -> list[str]:
+    """Into a model trained from a profile's weights: the NOTICE their terms require and the licence files their
+    package installs (Gemma: its Terms of Use); the names written, none for weights that need no notice."""
+    if not profile.gguf_weights:
+        return []
+    from helpers.gguf_weights import GGUF_WEIGHTS
+    from helpers.turn_format import write_notice
+
+    return write_notice(GGUF_WEIGHTS[profile.gguf_weights], folder, trained=True)
+
+
 def check_export_dir(out_dir: Path, run_dir: Path, overwrite: bool) -> None:
     """Refuse to replace a folder unless it is empty, an earlier export of this same run, or overwrite is given."""
     out_dir = Path(out_dir)
@@ -123,6 +134,7 @@ def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, ech
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     merged.save_pretrained(staging, safe_serialization=True)
     tokenizer.save_pretrained(staging)  # includes chat_template.jinja
+    notice = write_weights_notice(profile, staging)  # travels with the model: into the folder, and to the hub
     replace_dir(staging, out_dir)
     del adapter_model, merged
     gc.collect()
@@ -130,7 +142,7 @@ def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, ech
         torch.cuda.empty_cache()
     expected = read_json(Path(run_dir) / "answers.json")  # the run's own prompts and its DPO model's answers
     report = {"run": str(Path(run_dir).resolve()), "model_dir": str(out_dir), "profile": profile.name,
-              "dtype": str(dtype).removeprefix("torch."), "prompts": len(expected)}
+              "dtype": str(dtype).removeprefix("torch."), "prompts": len(expected), "notice": notice}
     if device.type == "cpu" and parameters > GENERATION_CHECK_LIMIT:
         report.update(same_greedy_answers=None, check="not run: greedy answers of a model this size on a CPU take "
                                                       "hours; reload the folder on a GPU to compare")

@@ -59,7 +59,7 @@ class Homework:
 
     def training_profile(self, profile_name: str | None = None, check_hardware: bool = True) -> Profile:
         """The course's profile, or another profile's model and recipe (tiny on a CPU) with the course's prompt,
-        generation length and no SFT stage."""
+        generation length and no SFT stage (a base model, which answers in turns only after SFT, keeps its own)."""
         if profile_name in (None, self.name, self.profile):
             profile = self.course_profile()
             if check_hardware and profile.needs_gpu and not has_gpu():
@@ -68,7 +68,8 @@ class Homework:
                                    "with the tiny model (its file is then not for submission)")
         else:
             profile = load_profile(profile_name, check_hardware)
-        return profile.replace(system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens, run_sft=False)
+        return profile.replace(system_prompt=self.system_prompt, max_new_tokens=self.max_new_tokens,
+                               run_sft=profile.run_sft and profile.base_model)
 
     def result_file_name(self, num_epoch, data_size, support_ratio, student_id: str | None = None) -> str:
         """The course's file name, from the values as they were typed (1 → "1", 1.0 → "1.0", as Python prints them)."""

@@ -30,10 +30,10 @@ def model_source(profile: Profile) -> str:
 
         return str(tiny_model_path())
     if profile.gguf_weights:
-        from helpers.real_model import GGUF_WEIGHTS, gguf_file, local_model_path
+        from helpers.real_model import GGUF_WEIGHTS, is_installed, local_model_path
 
         weights = GGUF_WEIGHTS[profile.gguf_weights]
-        if gguf_file(weights) is not None:
+        if is_installed(weights):
             return str(local_model_path(profile.name, weights))
         if is_offline():  # not installed, and the hub is out of reach: say how to install it
             raise UserError(f"profile {profile.name!r} needs {weights.package} offline (or the hub online): "
