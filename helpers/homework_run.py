@@ -21,7 +21,8 @@ from helpers.runs import RunConfig, is_rehearsal, load_homework_preset, resolve_
 REHEARSAL = "REHEARSAL ON {model}, NOT THE COURSE'S MODEL: THIS FILE IS NOT A SUBMISSION"
 NO_GPU = ("no GPU in this runtime, and the course's model ({model}) needs one: Colab: Runtime → Change runtime type → "
           "T4 GPU; Kaggle: Settings → Accelerator → GPU T4 x2; or rehearse the whole path on this CPU with "
-          'profile_name = "tiny" (its file is then not for submission)')
+          'profile_name = "tiny", or for hw6 with a real model that answers in Traditional Chinese profile_name = '
+          '"gemma3-270m" (its file is then not for submission)')
 # The course's own figure for its run (ML2025 HW7's notebook, with unsloth on a 16 GB GPU); HW6 states none.
 COURSE_TIMES = {"hw7": "the course's notebook reports about 70 s of training for 21 steps on a 16 GB GPU with "
                        "unsloth (this project does not use unsloth: expect longer)"}

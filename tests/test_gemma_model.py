@@ -188,3 +188,18 @@ def test_one_sft_step_trains_the_adapter_on_answers_that_end_their_turn(gemma, t
     assert not [n for n in before if not (after[n] == before[n]).all()], "base weights changed"
     lora_b = [p for n, p in result.model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "the adapter did not move (lora_B starts at zero)"
+
+
+def test_the_profile_takes_the_chinese_rows_and_a_hw6_rehearsal_keeps_its_sft_stage(monkeypatch):
+    from helpers import config
+    from helpers.homework import load_homework_preset
+
+    profile = load_profile("gemma3-270m")
+    assert profile.languages == ("zh-TW",) and profile.base_model and profile.run_sft and not profile.needs_gpu
+    hw6 = load_homework_preset("hw6")
+    rehearsal = hw6.training_profile("gemma3-270m", check_hardware=False)
+    assert rehearsal.run_sft and rehearsal.system_prompt == "回覆請少於20字"  # a base model answers in turns after SFT
+    assert not hw6.training_profile("tiny", check_hardware=False).run_sft  # an instruction model: DPO only, as HW6
+    monkeypatch.setenv("DPO_PROFILE", "tiny")
+    monkeypatch.setattr(config, "has_gpu", lambda: False)
+    assert config.resolve_profile_name(None) == "tiny"  # CI: never the real model unless it is named
