@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="tiny, qwen2.5-0.5b, breeze-7b, ... (auto: by hardware; with --homework: the course's)")
     run.add_argument("--support-ratio", default=None, help="share of pairs preferring support, 0 to 1 (required)")
     run.add_argument("--data-size", default=None, help="how many labelled rows to train on (all)")
-    run.add_argument("--num-epoch", default=None, help="DPO epochs, greater than 0 (the profile's: 3; smollm2-135m 1)")
+    run.add_argument("--num-epoch", default=None,
+                     help="DPO epochs, greater than 0 (the profile's: 3; smollm2-135m and gemma3-270m 1)")
     run.add_argument("--beta", default=None, help="DPO beta, greater than 0 (the profile's, 0.1)")
     run.add_argument("--learning-rate", default=None, help="DPO learning rate, greater than 0 (the profile's)")
     run.add_argument("--spread", action="store_true", help="spread support-preferred rows instead of a prefix")

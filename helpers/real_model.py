@@ -2,8 +2,8 @@
 and Gemma 3 270M, shipped as one GGUF file cut into four chunk packages; each converted once into a cached fp32
 safetensors folder that transformers loads in seconds.
 
-The packages are third-party uploads: their versions and the GGUF file's sha256 are pinned (helpers.gguf_weights), the files are found
-without importing the packages' own code, and a file that does not match is refused.
+The packages are third-party uploads: their versions and the GGUF file's sha256 are pinned (helpers.gguf_weights), the
+files are found without importing the packages' own code, and a file that does not match is refused.
 """
 
 from __future__ import annotations
