@@ -63,6 +63,8 @@ class Profile:
     optim: str = "adamw_torch"
     warmup_ratio: float = 0.0  # share of the optimizer steps over which the learning rate rises from 0
     gradient_checkpointing: bool = False
+    # bf16 autocast on a CPU with bf16 matrix units (helpers.hardware.cpu_bf16_for): the weights stay fp32
+    cpu_bf16: bool = False
     checkpoint_steps: int = 50  # keep a resumable checkpoint every N optimizer steps
     extra: dict = field(default_factory=dict)
 
@@ -136,6 +138,9 @@ PROFILES: dict[str, Profile] = {
             grad_accum=1,
             max_length=256,
             checkpoint_steps=5,
+            # bench: 1.4x faster DPO steps, 1.8x generation, 3-4x measuring on AMX; the stance figures stay within
+            # the seeds' spread of fp32 (README, "A real model on a CPU"). DPO_CPU_BF16=off for fp32.
+            cpu_bf16=True,
         ),
         Profile(
             name="qwen2.5-0.5b",
