@@ -75,7 +75,8 @@ def settings_table(a: SavedRun, b: SavedRun) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()), index=pd.Index(list(rows), name="setting"), columns=["a", "b"])
 
 
-def _span(low: float, high: float) -> str:
+def _span(low: float | None, high: float | None) -> str:
+    """An interval as "[low, high]" ("unavailable" without one)."""
     return "unavailable" if low is None or math.isnan(low) else f"[{low:.3f}, {high:.3f}]"
 
 
@@ -102,7 +103,8 @@ def measurement_table(a: SavedRun, b: SavedRun) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def _stance(label) -> str:
+def _stance(label: float | None) -> str:
+    """The judge's label in words: support, oppose, or abstained (no label)."""
     return STANCES.get(label, "abstained") if label is not None and not pd.isna(label) else "abstained"
 
 

@@ -33,7 +33,7 @@ PROFILE_KEYS = {"beta": "beta", "dpo_learning_rate": "lr", "dpo_epochs": "epochs
 SKIPPED_PROFILE_FIELDS = ("name", "memory", "extra")  # words about the profile, not settings of the run
 
 
-def check_run_name(name) -> str | None:
+def check_run_name(name: object) -> str | None:
     """A run name the user gives: 1 to 100 letters, digits, ., _, + or -, starting with a letter or digit (None: the
     name is made from the settings); anything else is a KnobError naming the knob."""
     if name is None:
@@ -44,7 +44,7 @@ def check_run_name(name) -> str | None:
     return name
 
 
-def show_value(value) -> str:
+def show_value(value: object) -> str:
     """A setting's value as a short, filesystem-safe piece of a name: 0.2 → "0.2", ("sigmoid", "sft") →
     "sigmoid+sft", a path → "stem-1a2b3c" (a short hash of its text)."""
     if value is None:
