@@ -1,6 +1,6 @@
 """Two saved runs side by side, by name or folder: the settings that differ, every measurement of every stage with its
 95 % interval and the difference b − a with its own (paired by row where both runs measured the same rows), and the
-test answers whose stance label changed, shown whole. (helpers.seeds.compare_runs compares one measurement over
+test answers whose stance label changed, shown whole. (helpers.seeds.compare_seeded_runs compares one measurement over
 several seeds; this is the whole picture for two runs.)"""
 
 from __future__ import annotations
