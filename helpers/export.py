@@ -13,7 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from helpers.errors import UserError
 from helpers.files import read_json, write_json_atomic
-from helpers.hardware import AUTOCAST_MARK, CPU_AUTOCAST
+from helpers.hardware import CPU_AUTOCAST
 from helpers.models import is_offline, load_tokenizer, model_source
 from helpers.runs import replace_dir
 
@@ -143,8 +143,6 @@ def export_run(run_dir: Path, out_dir: Path, push_to_hub: str | None = None, ech
                                                       "hours; reload the folder on a GPU to compare")
     else:
         reloaded = AutoModelForCausalLM.from_pretrained(out_dir, dtype=dtype, device_map={"": device})
-        # the run's answers came under CPU bf16 autocast: the check generates the same way
-        setattr(reloaded, AUTOCAST_MARK, recorded_precision(run_dir) == CPU_AUTOCAST and device.type == "cpu")
         answers = generate_answers(reloaded, AutoTokenizer.from_pretrained(out_dir), [a["prompt"] for a in expected],
                                    profile.system_prompt, profile.max_new_tokens, batch_size=profile.gen_batch_size,
                                    progress=False)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm.auto import tqdm
 
-from helpers.hardware import autocast_for
 from helpers.templates import chat_messages, render_prompt
 
 if TYPE_CHECKING:
@@ -39,9 +38,10 @@ def generate_with_ends(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBas
             texts = [render_prompt(tokenizer, chat_messages(p, system_prompt)) for p in prompts[start:start + batch_size]]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(_device_of(model))
             sampling = dict(do_sample=True, temperature=temperature) if do_sample else dict(do_sample=False)
-            with autocast_for(model):  # bf16 on a CPU with bf16 units, for the profiles that ask
-                output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                        **sampling)
+            # fp32 even where measuring uses CPU bf16 autocast: bf16's rounding flips near-tied greedy choices, so
+            # answers would change with the batch's padding (bench: `generation … bf16 autocast`)
+            output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                    **sampling)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
             answers.extend(a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
             ended.extend(bool(any(int(t) in stops for t in row)) for row in new_tokens)

@@ -121,7 +121,8 @@ def cpu_bf16_for(wanted: bool) -> bool:
     return cpu_bf16_units() is not None
 
 
-AUTOCAST_MARK = "cpu_bf16_autocast"  # set on a loaded model (helpers.models): generation and measuring follow it
+AUTOCAST_MARK = "cpu_bf16_autocast"  # set on a loaded model (helpers.models): measuring follows it (generation stays
+# fp32: bf16's rounding flips near-tied greedy choices, so answers would depend on the batch's padding)
 
 
 def autocast_for(model):

@@ -153,7 +153,7 @@ def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainabl
     model = AutoModelForCausalLM.from_pretrained(source, **load_kwargs(profile))
     if profile.load_in_4bit:
         keep_4bit_trainable_on_cpu(model)
-    setattr(model, AUTOCAST_MARK, cpu_bf16_for(profile.cpu_bf16))  # generation and measuring in bf16 where it pays
+    setattr(model, AUTOCAST_MARK, cpu_bf16_for(profile.cpu_bf16))  # measuring in bf16 where it pays
     if adapter_dir is not None:
         from peft import PeftModel
 
