@@ -3,8 +3,8 @@ run: imports (fresh interpreters), seconds per SFT and DPO step, generation, a w
 
 from __future__ import annotations
 
+import contextlib
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -12,7 +12,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers.bench_runs import _write_own_peak, own_peak_mb, run_command_seconds  # noqa: F401
+from helpers.bench_runs import timed as _timed
 from helpers.files import write_json_atomic
+from helpers.hardware import AUTOCAST_MARK, cpu_bf16_for
+
+FP32_DPO = "DPO, fp32 (no CPU bf16 autocast)"
+FP32_SFT = "SFT, fp32 (no CPU bf16 autocast)"
 
 # What each entry point imports, in a fresh interpreter; "eager" is what importing the pipeline cost before the
 # training libraries moved into the functions that use them.
@@ -24,41 +30,6 @@ ENTRY_POINTS = {
     "the same, training libraries imported eagerly": ("import helpers.pipeline, peft, trl; "
                                                       "from transformers import AutoModelForCausalLM, Trainer"),
 }
-
-
-def _timed(func, *args, **kwargs):
-    start = time.perf_counter()
-    value = func(*args, **kwargs)
-    return value, time.perf_counter() - start
-
-
-def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    """Peak resident memory of this process (or its finished children), in MB (Linux reports kB, macOS bytes)."""
-    peak = resource.getrusage(who).ru_maxrss
-    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
-
-
-def own_peak_mb() -> float:
-    """This process's own peak resident memory in MB: VmHWM where /proc exists, else ru_maxrss.
-
-    Not ru_maxrss of the children: Linux carries the parent's high-water mark into a child at exec, so a small run
-    started from a big bench process would report the bench's peak as its own.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return peak_rss_mb()
-
-
-def _write_own_peak(path: str) -> None:
-    Path(path).write_text(str(own_peak_mb()))
-
-
-# `python -c PEAK_WRAPPER PEAK_FILE run ...`: the CLI, then its own peak memory written to PEAK_FILE at exit.
-PEAK_WRAPPER = ("import atexit, runpy, sys; from helpers.bench import _write_own_peak; "
-                "atexit.register(_write_own_peak, sys.argv.pop(1)); runpy.run_module('helpers', run_name='__main__')")
 
 
 def import_seconds(repeats: int = 2) -> dict[str, float]:
@@ -132,6 +103,9 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model, kept_adapt
         dpo["DPO, the template's default system prompt"] = dict(profile=profile.replace(system_prompt=None))
     if profile.lora_target_modules != "all-linear":
         dpo["DPO, LoRA on all linear layers"] = dict(profile=profile.replace(lora_target_modules="all-linear"))
+    autocast = cpu_bf16_for(profile.cpu_bf16)
+    if autocast:
+        dpo[FP32_DPO] = dict(profile=profile.replace(cpu_bf16=False))
     report: dict[str, dict] = {}
     for name, change in dpo.items():
         change = dict(change)
@@ -144,9 +118,14 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model, kept_adapt
     if profile.run_sft:
         examples = data.make_sft_examples(rows, profile.system_prompt)
         sft_epochs = min(1.0, short * 2 / len(examples))
-        for name, change in {"SFT, the profile's settings": {},
-                             f"SFT, {_other_threads()} torch threads": dict(threads=_other_threads())}.items():
-            seconds, _ = step_seconds("sft", load_model(profile, trainable=True), tokenizer, examples, profile,
+        sft = {"SFT, the profile's settings": {},
+               f"SFT, {_other_threads()} torch threads": dict(threads=_other_threads())}
+        if autocast:
+            sft[FP32_SFT] = dict(profile=profile.replace(cpu_bf16=False))
+        for name, change in sft.items():
+            change = dict(change)
+            variant = change.pop("profile", profile)
+            seconds, _ = step_seconds("sft", load_model(profile, trainable=True), tokenizer, examples, variant,
                                       epochs=sft_epochs, **change)
             report[name] = {"seconds_per_step": round(seconds, 3)}
     for stage in ("DPO", "SFT"):
@@ -158,45 +137,68 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model, kept_adapt
 
 
 def generation(profile, model, tokenizer, prompts: list[str]) -> dict:
-    """Greedy answers in one left-padded batch against one prompt at a time: seconds, tokens per second, same answers."""
+    """Greedy answers in one left-padded batch against one prompt at a time: seconds, tokens per second, same answers;
+    where the profile measures under CPU bf16 autocast, generation under it too (not used: see helpers.generation)."""
     from helpers.generation import generate_one_by_one, generate_with_ends
 
-    (batched, _), batched_seconds = _timed(generate_with_ends, model, tokenizer, prompts, profile.system_prompt,
-                                           profile.max_new_tokens, batch_size=len(prompts), progress=False)
+    def batched_answers():
+        return generate_with_ends(model, tokenizer, prompts, profile.system_prompt, profile.max_new_tokens,
+                                  batch_size=len(prompts), progress=False)[0]
+
+    batched, batched_seconds = _timed(batched_answers)
     looped, looped_seconds = _timed(generate_one_by_one, model, tokenizer, prompts, profile.system_prompt,
                                     profile.max_new_tokens)
     tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in batched)
-    return {"prompts": len(prompts), "new_tokens": tokens, "batched_seconds": round(batched_seconds, 2),
-            "one_by_one_seconds": round(looped_seconds, 2),
-            "tokens_per_second_batched": round(tokens / batched_seconds, 1),
-            "speedup_batched_vs_one_by_one": round(looped_seconds / batched_seconds, 2),
-            "same_answers": batched == looped}
+    report = {"prompts": len(prompts), "new_tokens": tokens, "batched_seconds": round(batched_seconds, 2),
+              "one_by_one_seconds": round(looped_seconds, 2),
+              "tokens_per_second_batched": round(tokens / batched_seconds, 1),
+              "speedup_batched_vs_one_by_one": round(looped_seconds / batched_seconds, 2),
+              "same_answers": batched == looped}
+    if getattr(model, AUTOCAST_MARK, False):  # generation stays fp32; what bf16 autocast would give, side by side
+        import torch
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16, bf16_seconds = _timed(batched_answers)
+            bf16_looped = generate_one_by_one(model, tokenizer, prompts, profile.system_prompt, profile.max_new_tokens)
+        bf16_tokens = sum(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in bf16)
+        report.update(bf16_batched_seconds=round(bf16_seconds, 2),
+                      tokens_per_second_bf16=round(bf16_tokens / bf16_seconds, 1),
+                      speedup_bf16_vs_fp32=round((bf16_tokens / bf16_seconds) / (tokens / batched_seconds), 2),
+                      bf16_same_answers_as_fp32=sum(a == b for a, b in zip(batched, bf16)),
+                      bf16_batched_same_as_one_by_one=sum(a == b for a, b in zip(bf16, bf16_looped)))
+    return report
 
 
-def run_command_seconds(profile_name: str, model_dir: Path, cached_sft: bool = True) -> dict[str, dict]:
-    """`python -m helpers run` end to end in a fresh interpreter, with an empty SFT cache (then, if cached_sft, again
-    with it filled). The model folder is linked into the temporary cache, so building it is not counted."""
-    from helpers.files import read_json
-
-    results = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        cache = Path(scratch) / "cache"
-        cache.mkdir()
-        (cache / model_dir.name).symlink_to(model_dir, target_is_directory=True)
-        env = dict(os.environ, DPO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-        for name in ("sft_not_cached", "sft_cached")[:2 if cached_sft else 1]:
-            out = Path(scratch) / name
-            peak = Path(scratch) / f"{name}.peak"
-            command = [sys.executable, "-c", PEAK_WRAPPER, str(peak), "run", "--profile", profile_name,
-                       "--support-ratio", "1", "--out", str(out)]
-            _, seconds = _timed(subprocess.run, command, check=True, env=env, capture_output=True)
-            results[name] = {"seconds": round(seconds, 1), "stages": read_json(out / "metrics.json")["timings"],
-                             "peak_rss_mb": float(peak.read_text())}
-    return results
+@contextlib.contextmanager
+def without_autocast(model):
+    """The model's CPU bf16 autocast off for a while (the path it replaced, for a side-by-side figure)."""
+    setattr(model, AUTOCAST_MARK, False)
+    try:
+        yield model
+    finally:
+        setattr(model, AUTOCAST_MARK, True)
 
 
-def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print) -> dict:
-    """Measure, write out_dir/bench.json, and return it."""
+def measuring(profile, model, tokenizer, rows: list[dict]) -> dict:
+    """Seconds to score the held-out rows' two answers (log-probs), with the profile's precision and in fp32, and how
+    far the per-row support-minus-oppose gaps moved."""
+    from helpers.evaluation import stance_logps
+
+    table, seconds = _timed(stance_logps, model, tokenizer, rows, profile.system_prompt)
+    report = {"rows": len(rows), "seconds": round(seconds, 2)}
+    if getattr(model, AUTOCAST_MARK, False):
+        with without_autocast(model):
+            fp32, fp32_seconds = _timed(stance_logps, model, tokenizer, rows, profile.system_prompt)
+        gap = (table.support_logp - table.oppose_logp) - (fp32.support_logp - fp32.oppose_logp)
+        same_side = ((table.support_logp > table.oppose_logp) == (fp32.support_logp > fp32.oppose_logp)).mean()
+        report.update(fp32_seconds=round(fp32_seconds, 2), speedup_bf16_vs_fp32=round(fp32_seconds / seconds, 2),
+                      max_gap_change_nats=round(float(gap.abs().max()), 3), same_preferred_share=float(same_side))
+    return report
+
+
+def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, stance_seeds: int = 0, echo=print) -> dict:
+    """Measure, write out_dir/bench.json, and return it. stance_seeds: also whole runs of that many seeds at support
+    ratio 1 and 0, with the profile's CPU bf16 autocast and in fp32 (stance figures side by side)."""
     import torch
 
     from helpers import data
@@ -222,6 +224,8 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
     prompts = [r["prompt"] for r in data.load_test_prompts(languages=profile.languages)][:n_prompts]
     echo("generation…")
     report["generation"] = generation(profile, model, tokenizer, prompts)
+    echo("measuring…")
+    report["measuring"] = measuring(profile, model, tokenizer, rows[:48])
     echo("training steps…")
     with tempfile.TemporaryDirectory() as cache:
         if profile.run_sft:  # trained afresh (into a scratch cache), so its time is the real one
@@ -232,8 +236,15 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, echo=print)
         report["training_steps"] = training_steps(profile, tokenizer, rows, prepare_for_dpo(start, profile),
                                                   sft_dir if profile.load_in_4bit else None)
     echo("a whole run…")
-    runs = run_command_seconds(profile.name, model_dir, cached_sft=profile.name == "tiny")
+    runs = run_command_seconds(profile.name, model_dir, cached_sft=profile.name == "tiny",
+                               fp32_too=cpu_bf16_for(profile.cpu_bf16))
     report["run_command"] = runs
+    if stance_seeds and cpu_bf16_for(profile.cpu_bf16):
+        from helpers.bench_runs import precision_stances
+
+        echo(f"stance figures over {stance_seeds} seeds, CPU bf16 autocast and fp32…")
+        report["precision_stances"] = precision_stances(profile.name, model_dir, tuple(range(stance_seeds)),
+                                                        echo=echo)
     report["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}
     report["peak_rss_mb"] = {"this process": own_peak_mb(),
                              "a whole run, alone": max(run["peak_rss_mb"] for run in runs.values())}
@@ -259,8 +270,26 @@ def bench_table(report: dict):
         f"{gen['batched_seconds']} / {gen['one_by_one_seconds']}")
     rows["generation: tokens/s batched"] = gen["tokens_per_second_batched"]
     rows["generation: same greedy answers"] = gen["same_answers"]
+    if "speedup_bf16_vs_fp32" in gen:
+        rows["generation under bf16 autocast (not used): tokens/s"] = gen["tokens_per_second_bf16"]
+        rows["generation under bf16 autocast: ÷ fp32 tokens/s"] = gen["speedup_bf16_vs_fp32"]
+        rows["generation under bf16 autocast: answers equal to fp32's"] = (
+            f"{gen['bf16_same_answers_as_fp32']}/{gen['prompts']}")
+        rows["generation under bf16 autocast: batched equal to one by one"] = (
+            f"{gen['bf16_batched_same_as_one_by_one']}/{gen['prompts']}")
+    measured = report.get("measuring", {})
+    rows[f"measuring: {measured.get('rows')} held-out rows' log-probs (s)"] = measured.get("seconds")
+    if "speedup_bf16_vs_fp32" in measured:
+        rows["measuring: fp32 (s)"] = measured["fp32_seconds"]
+        rows["measuring: fp32 ÷ bf16 autocast seconds"] = measured["speedup_bf16_vs_fp32"]
+        rows["measuring: rows preferring the same answer as fp32"] = measured["same_preferred_share"]
+        rows["measuring: largest change of a support−oppose gap (nats)"] = measured["max_gap_change_nats"]
     for name, run in report["run_command"].items():
         rows[f"whole run, {name.replace('_', ' ')} (s)"] = run["seconds"]
+    runs = report["run_command"]
+    if "sft_not_cached_fp32" in runs:
+        rows["whole run: fp32 ÷ the profile's seconds"] = round(
+            runs["sft_not_cached_fp32"]["seconds"] / runs["sft_not_cached"]["seconds"], 2)
     rows.update({f"{k} (s)": v for k, v in report["stage_seconds"].items()})
     rows.update({f"peak memory, {k} (MB)": v for k, v in report["peak_rss_mb"].items()})
     rows["torch threads"] = report["torch_threads"]

@@ -57,8 +57,9 @@ def run_config(args: argparse.Namespace) -> "RunConfig":
         preset = load_homework_preset(args.homework)
     if args.support_ratio is None and not args.dry_run:
         raise KnobError(f"support_ratio (--support-ratio) is missing; allowed: {KNOBS['support_ratio'].allowed()}")
-    if args.out is None and not args.dry_run:
-        raise UserError("--out is missing: name the run folder to write (or pass --dry-run)")
+    if args.out is None and args.run_name is None and not args.dry_run:
+        raise UserError("--out is missing: name the run folder to write, or --run-name NAME for outputs/runs/NAME "
+                        "(or pass --dry-run)")
     knobs = {name: KNOBS[name].parse(getattr(args, name))
              for name in ("support_ratio", "data_size", "num_epoch", "beta", "learning_rate", "seed")
              if getattr(args, name) is not None}
@@ -70,13 +71,17 @@ def run_config(args: argparse.Namespace) -> "RunConfig":
                      data=args.data, eval_data=args.eval_data, test_prompts=args.test_prompts, model=args.model,
                      homework=args.homework, student_id=args.student_id, holdout=args.holdout,
                      split_rule=args.split_rule or (preset.split_rule if preset else "exact"),
-                     skip_bad_rows=args.skip_bad_rows, **knobs)
+                     skip_bad_rows=args.skip_bad_rows, name=args.run_name, **knobs)
 
 
 def _run(args: argparse.Namespace) -> int:
     from helpers.runs import check_resume, check_run_request, metrics_table
 
     config = run_config(args)
+    if args.out is None and config.name:  # --run-name alone: the folder the notebooks read runs from
+        from helpers.config import OUTPUTS_DIR
+
+        args.out = str(OUTPUTS_DIR / "runs" / config.name)
     seeds = _seeds(args)
     if args.dry_run:
         from helpers.plan import plan_text, run_plan
@@ -182,8 +187,12 @@ def _sweep(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from helpers.bench import bench_table, run_bench
 
-    report = run_bench(args.profile, Path(args.out), n_prompts=args.prompts)
+    report = run_bench(args.profile, Path(args.out), n_prompts=args.prompts, stance_seeds=args.stance_seeds)
     print(bench_table(report).to_string())
+    if report.get("precision_stances"):
+        from helpers.bench_runs import stance_spread_table
+
+        print(stance_spread_table(report["precision_stances"]).to_string(index=False))
     print(f"written to {args.out}/bench.json")
     return 0
 
@@ -299,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seeds", default=None, help="several seeds, comma-separated (0,1,2): one run each in "
                                                    "OUT/seed-N, summarised in OUT/summary.json (mean, spread, 95 %%)")
     run.add_argument("--model", default=None, help="a local model folder or hub id instead of the profile's")
-    run.add_argument("--out", default=None, help="the run folder to write (required unless --dry-run)")
+    run.add_argument("--out", default=None, help="the run folder to write (required unless --run-name or --dry-run)")
+    run.add_argument("--run-name", default=None, help="the run's name: letters, digits, . _ + - (without --out: "
+                                                      "writes outputs/runs/NAME; default: named from its settings)")
     run.add_argument("--dry-run", action="store_true",
                      help="print the resolved settings, the DPOConfig, the result file and a memory estimate; "
                           "load nothing")
@@ -325,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="generation, DPO and stage timings measured side by side")
     bench.add_argument("--profile", default="tiny")
     bench.add_argument("--prompts", type=int, default=24, help="prompts for the generation comparison (24)")
+    bench.add_argument("--stance-seeds", type=int, default=0,
+                       help="also N seeds of whole runs at ratio 1 and 0, CPU bf16 autocast beside fp32 (profiles "
+                            "that use it; about 6 minutes a seed for smollm2-135m)")
     bench.add_argument("--out", required=True)
     bench.set_defaults(func=_bench, uses_gpu=True)
 

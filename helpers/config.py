@@ -64,6 +64,8 @@ class Profile:
     optim: str = "adamw_torch"
     warmup_ratio: float = 0.0  # share of the optimizer steps over which the learning rate rises from 0
     gradient_checkpointing: bool = False
+    # bf16 autocast on a CPU with bf16 matrix units (helpers.hardware.cpu_bf16_for): the weights stay fp32
+    cpu_bf16: bool = False
     checkpoint_steps: int = 50  # keep a resumable checkpoint every N optimizer steps
     extra: dict = field(default_factory=dict)
 
@@ -137,6 +139,9 @@ PROFILES: dict[str, Profile] = {
             grad_accum=1,
             max_length=256,
             checkpoint_steps=5,
+            # bench: 1.4x faster DPO steps, 1.8x generation, 3-4x measuring on AMX; the stance figures stay within
+            # the seeds' spread of fp32 (README, "A real model on a CPU"). DPO_CPU_BF16=off for fp32.
+            cpu_bf16=True,
         ),
         Profile(
             name="gemma3-270m",
@@ -162,7 +167,7 @@ PROFILES: dict[str, Profile] = {
             precompute_ref_log_probs=True,
             dpo_loss_type=("sigmoid", "sft"),
             dpo_loss_weights=(1.0, 1.0),
-            beta=0.1,
+            beta=0.3,  # kept closer to the SFT model than beta 0.1: half the added repetition, the same stance
             batch_size=4,
             grad_accum=1,
             max_length=256,

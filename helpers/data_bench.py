@@ -95,7 +95,7 @@ def _whole_file_pairs(path: Path):
 def _child(task: str, source: Path, out: Path) -> dict:
     """Do one task in this process and measure it (imports not counted in the time, counted in the memory)."""
     from helpers import data
-    from helpers.bench import own_peak_mb
+    from helpers.bench_runs import own_peak_mb
     from helpers.files import write_jsonl_atomic
 
     start, rows, pairs = time.perf_counter(), 0, 0

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from helpers.hardware import autocast_for
 from helpers.judge import StanceJudge
 from helpers.templates import chat_messages, encode_prompt_completion, render_prompt
 
@@ -50,7 +51,8 @@ def _scored(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], 
             attention[row, :len(p) + len(c)] = 1
             completion[row, len(p):len(p) + len(c)] = True
         input_ids, attention, completion = input_ids.to(device), attention.to(device), completion.to(device)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+        with autocast_for(model):  # bf16 products on a CPU with bf16 units (the sums below stay fp32)
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
         targets = input_ids[:, 1:]
         picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
         norms = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])

@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from helpers.errors import UserError
 from helpers.files import read_json, write_json_atomic
+from helpers.hardware import CPU_AUTOCAST
 from helpers.models import is_offline, load_tokenizer, model_source
 from helpers.runs import replace_dir
 
@@ -29,12 +30,18 @@ def run_profile(run_dir: Path):
     return resolve_profile(RunConfig(**read_json(Path(run_dir) / "config.json")), check_hardware=False)
 
 
+def recorded_precision(run_dir: Path) -> str | None:
+    """What a saved run computed in, as its metrics.json recorded it ("bf16", "fp16", "fp32 (CPU)", …)."""
+    return read_json(Path(run_dir) / "metrics.json").get("environment", {}).get("precision")
+
+
 def run_dtype(run_dir: Path, profile) -> torch.dtype:
     """The 16-bit (or fp32) type a run computed in: what its metrics.json recorded, else this machine's choice."""
     from helpers.hardware import pick_dtype
 
-    recorded = read_json(Path(run_dir) / "metrics.json").get("environment", {}).get("precision")
-    named = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32 (CPU)": torch.float32}
+    recorded = recorded_precision(run_dir)
+    named = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32 (CPU)": torch.float32,
+             CPU_AUTOCAST: torch.float32}  # fp32 weights, bf16 products
     if recorded in named:
         return named[recorded]
     return pick_dtype() if profile.load_in_4bit else torch.float32

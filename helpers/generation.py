@@ -38,6 +38,8 @@ def generate_with_ends(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBas
             texts = [render_prompt(tokenizer, chat_messages(p, system_prompt)) for p in prompts[start:start + batch_size]]
             inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(_device_of(model))
             sampling = dict(do_sample=True, temperature=temperature) if do_sample else dict(do_sample=False)
+            # fp32 even where measuring uses CPU bf16 autocast: bf16's rounding flips near-tied greedy choices, so
+            # answers would change with the batch's padding (bench: `generation … bf16 autocast`)
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
                                     **sampling)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]

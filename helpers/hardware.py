@@ -10,6 +10,7 @@ below every function here (tests/test_gpu_path.py).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from helpers.errors import UserError
@@ -71,19 +72,68 @@ def pick_dtype(device: str | None = None) -> torch.dtype:
     return torch.bfloat16 if has_fast_bf16(gpu_capability()) else torch.float16
 
 
-def precision_flags() -> dict:
-    """The trainers' mixed-precision flags: bf16 from capability 8.0, fp16 below (a T4), neither on a CPU (where TRL
-    would default to bf16)."""
+def precision_flags(cpu_bf16: bool = False) -> dict:
+    """The trainers' mixed-precision flags: bf16 from capability 8.0, fp16 below (a T4); on a CPU fp32, or bf16
+    autocast over fp32 weights when cpu_bf16 (see cpu_bf16_for)."""
     if not has_gpu():
-        return {"bf16": False, "fp16": False, "use_cpu": True}
+        return {"bf16": cpu_bf16, "fp16": False, "use_cpu": True}
     bf16 = has_fast_bf16(gpu_capability())
     return {"bf16": bf16, "fp16": not bf16}
 
 
+CPU_AUTOCAST = "bf16 autocast (CPU)"  # fp32 weights; matrix products in bf16 on the CPU's bf16 units
+
+
 def precision_name(flags: dict | None = None) -> str:
-    """"bf16", "fp16" or "fp32 (CPU)": what a run trains in, in one word."""
+    """"bf16", "fp16", "bf16 autocast (CPU)" or "fp32 (CPU)": what a run trains in, in a few words."""
     flags = precision_flags() if flags is None else flags
+    if flags.get("use_cpu"):
+        return CPU_AUTOCAST if flags.get("bf16") else "fp32 (CPU)"
     return "bf16" if flags.get("bf16") else "fp16" if flags.get("fp16") else "fp32 (CPU)"
+
+
+# --- bf16 on a CPU ----------------------------------------------------------------------------------------------
+# A CPU with bf16 matrix units (Intel AMX, AVX512-BF16; many laptops have neither) runs a model's matrix products
+# several times faster under torch.autocast("cpu", bfloat16), the weights staying fp32. Without the units bf16 is
+# emulated and slower, so it is used only where the flags say the units are there, and only for the profiles that ask
+# (Profile.cpu_bf16: the real CPU models; the tiny model is too small to gain). DPO_CPU_BF16=off turns it off.
+
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+CPU_BF16_OFF = ("0", "off", "false", "no")
+
+
+def cpu_bf16_units(cpuinfo: str | None = None) -> str | None:
+    """The CPU's bf16 matrix unit ("amx_bf16" or "avx512_bf16") from /proc/cpuinfo's flags, or None (elsewhere too)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return next((unit for unit in CPU_BF16_FLAGS if unit in flags), None)
+
+
+def cpu_bf16_for(wanted: bool) -> bool:
+    """Whether a run on this machine uses CPU bf16 autocast: the profile wants it, no GPU, the CPU has bf16 units,
+    and DPO_CPU_BF16 does not turn it off."""
+    if not wanted or os.environ.get("DPO_CPU_BF16", "").strip().lower() in CPU_BF16_OFF or has_gpu():
+        return False
+    return cpu_bf16_units() is not None
+
+
+AUTOCAST_MARK = "cpu_bf16_autocast"  # set on a loaded model (helpers.models): measuring follows it (generation stays
+# fp32: bf16's rounding flips near-tied greedy choices, so answers would depend on the batch's padding)
+
+
+def autocast_for(model):
+    """bf16 autocast on the CPU for a model loaded for it (the mark is seen through PEFT's wrappers), else nothing."""
+    import contextlib
+
+    import torch
+
+    if getattr(model, AUTOCAST_MARK, False):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 # --- one GPU per process ---------------------------------------------------------------------------------------

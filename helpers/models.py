@@ -11,7 +11,7 @@ import torch
 
 from helpers.config import TINY_MODEL, Profile
 from helpers.errors import UserError
-from helpers.hardware import check_gpu_for, check_one_gpu, local_device, pick_dtype
+from helpers.hardware import AUTOCAST_MARK, check_gpu_for, check_one_gpu, cpu_bf16_for, local_device, pick_dtype
 
 if TYPE_CHECKING:  # transformers' model classes are imported where a model is loaded: they pull in torch's compiler
     from transformers import BitsAndBytesConfig, PreTrainedTokenizerBase
@@ -153,6 +153,7 @@ def load_model(profile: Profile, adapter_dir: str | Path | None = None, trainabl
     model = AutoModelForCausalLM.from_pretrained(source, **load_kwargs(profile))
     if profile.load_in_4bit:
         keep_4bit_trainable_on_cpu(model)
+    setattr(model, AUTOCAST_MARK, cpu_bf16_for(profile.cpu_bf16))  # measuring in bf16 where it pays
     if adapter_dir is not None:
         from peft import PeftModel
 

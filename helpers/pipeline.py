@@ -25,7 +25,7 @@ from helpers.evaluation import (answer_fluency, generation_metrics, implicit_rew
 from helpers.files import read_json, write_json_atomic
 from helpers.folders import is_complete, keep_if_complete, mark_complete, staged_dir
 from helpers.generation import generate_with_ends
-from helpers.hardware import precision_name
+from helpers.hardware import cpu_bf16_for, precision_flags, precision_name
 from helpers.killpoints import kill_point
 from helpers.models import load_model, load_tokenizer, model_origin
 from helpers.notebook import set_seed
@@ -147,7 +147,8 @@ def preferences_of(rows: list[dict], config: RunConfig) -> list[str]:
 def sft_settings(profile: Profile, train_rows: list[dict], seed: int) -> dict:
     """Everything the SFT stage depends on; its hash names the cache folder."""
     digest = hashlib.sha256(json.dumps(train_rows, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]
-    return {"profile": asdict(profile), "train_rows": digest, "seed": seed, "version": 1}
+    used = profile.replace(cpu_bf16=cpu_bf16_for(profile.cpu_bf16))  # what this machine trains in (CPU bf16 or not)
+    return {"profile": asdict(used), "train_rows": digest, "seed": seed, "version": 1}
 
 
 def sft_cache_dir(settings: dict, cache_dir: Path = CACHE_DIR) -> Path:
@@ -207,7 +208,7 @@ def get_start_model(profile: Profile, train_rows: list[dict], seed: int = 0
 # --- saved runs ---------------------------------------------------------------------------------------------
 
 
-def environment_facts() -> dict:
+def environment_facts(profile: Profile) -> dict:
     """Library versions and hardware, recorded with every run."""
     import peft
     import transformers
@@ -216,7 +217,8 @@ def environment_facts() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "trl": trl.__version__, "peft": peft.__version__,
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "precision": precision_name(),  # what the run computed in: export merges into the same type
+            # what the run computed in: export merges into the same type (and a CPU autocast run's check generates so)
+            "precision": precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16))),
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 
@@ -263,7 +265,7 @@ def _save_run(out_dir: Path, config: RunConfig, inputs: Inputs, stages: dict[str
         "resumed_from": resumed_from,  # the DPO checkpoint a --resume continued from
         "model": {**model_record(resolve_profile(config, check_hardware=False), config.homework),
                   "weights": model_origin(resolve_profile(config, check_hardware=False))},  # what really answered
-        "environment": environment_facts(),
+        "environment": environment_facts(resolve_profile(config, check_hardware=False)),
         **(extra or {}),
     }
     answers = [{"id": row["id"], "prompt": row["prompt"], **{name: s.answers[i] for name, s in stages.items()}}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import data
-from helpers.hardware import gpu_capability, has_gpu, precision_name
+from helpers.hardware import cpu_bf16_for, gpu_capability, has_gpu, precision_flags, precision_name
 from helpers.runs import RunConfig, resolve_profile
 
 T4_PRECISION = {"bf16": False, "fp16": True}  # what a T4 trains in (it only emulates bf16)
@@ -29,7 +29,7 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
     size = config.data_size or rows
     arguments = dpo_arguments(profile, Path(out_dir) / "checkpoints" / "dpo", config.beta, config.num_epoch,
                               config.learning_rate, config.seed)
-    precision_note = f"this machine's: {precision_name()}"
+    precision_note = f"this machine's: {precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16)))}"
     gpu = gpu_capability()
     if profile.needs_gpu and not has_gpu():
         arguments = {k: v for k, v in arguments.items() if k != "use_cpu"} | T4_PRECISION

@@ -20,6 +20,7 @@ from helpers.folders import check_not_held, hold_lock, incomplete_reason, is_com
 from helpers.folders import replace_dir  # noqa: F401 (imported from here too)
 from helpers.homework import Homework, load_homework_preset
 from helpers.knobs import check_knobs
+from helpers.run_names import check_run_name, folder_name, profile_changes
 
 
 @dataclass
@@ -44,10 +45,12 @@ class RunConfig:
     split_rule: str = "exact"  # "course": int(data_size * support_ratio) in floating point, as the course's code
     holdout: str = "auto"  # homework runs: rows held out for measuring ("auto": the unused rows if any, "rest",
     # "kfold-K": K extra trainings, "none")
+    name: str | None = None  # the run folder's name (--run-name); None: made from the settings (helpers.run_names)
 
     def __post_init__(self) -> None:
         check_knobs(support_ratio=self.support_ratio, data_size=self.data_size, num_epoch=self.num_epoch,
                     beta=self.beta, learning_rate=self.learning_rate, seed=self.seed)
+        check_run_name(self.name)
 
     def answers_file_name(self, n_rows: int) -> str:
         """The result file's name: the homework preset's, else epoch-{num_epoch}_size-{data_size}_ratio-{ratio}.json."""
@@ -57,10 +60,13 @@ class RunConfig:
                                                                         self.student_id)
         return f"epoch-{_num(self.num_epoch)}_size-{size}_ratio-{_num(self.support_ratio)}.json"
 
-    def run_name(self, n_rows: int) -> str:
-        """A folder name that says what the run was."""
-        name = f"{self.profile or self.homework}_" + self.answers_file_name(n_rows).removesuffix(".json")
-        return name + (f"_seed-{self.seed}" if self.seed else "")
+    def run_name(self, n_rows: int, profile: Profile | None = None) -> str:
+        """The run folder's name: the given name, else what the run was and every setting that differs from its
+        default (helpers.run_names); profile: the profile it trains with, when a notebook changed some of its fields."""
+        stem = f"{self.profile or self.homework}_" + self.answers_file_name(n_rows).removesuffix(".json")
+        stem += f"_seed-{self.seed}" if self.seed else ""
+        changes = profile_changes(resolve_profile(self, check_hardware=False), profile) if profile else {}
+        return folder_name(self, stem, changes)
 
 
 def _num(value: float) -> str:
@@ -165,7 +171,8 @@ def differing_knobs(saved: dict, config: RunConfig) -> str:
     added since the run was saved counts as its default."""
     asked = asdict(config)
     saved = {**asdict(RunConfig()), **saved}
-    return "; ".join(f"--{name.replace('_', '-')} saved {saved.get(name)!r}, asked {asked.get(name)!r}"
+    return "; ".join(f"--{'run-name' if name == 'name' else name.replace('_', '-')} saved {saved.get(name)!r}, "
+                     f"asked {asked.get(name)!r}"
                      for name in dict.fromkeys([*asked, *saved]) if saved.get(name) != asked.get(name))
 
 
@@ -296,7 +303,7 @@ def notebook_config(homework: str | None, profile_name: str | None = "auto", dat
     from helpers.knobs import check_knobs
 
     check_knobs(**{name: value for name, value in knobs.items()
-                   if name not in ("spread", "holdout") and not (name == "num_epoch" and value is None)},
+                   if name not in ("spread", "holdout", "name") and not (name == "num_epoch" and value is None)},
                 **({"seed": seed} if seed is not None else {}))
     if not homework:
         profile = resolve_profile_name(profile_name)

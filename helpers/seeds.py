@@ -157,7 +157,7 @@ def json_records(table: pd.DataFrame) -> list[dict]:
     return [{k: clean(v) for k, v in row.items()} for row in table.to_dict("records")]
 
 
-def compare_runs(a: dict[int, Path], b: dict[int, Path], metric: str = "support_rate", stage: str = "dpo",
+def compare_seeded_runs(a: dict[int, Path], b: dict[int, Path], metric: str = "support_rate", stage: str = "dpo",
                  names: tuple[str, str] = ("a", "b")) -> Difference:
     """Setting b minus setting a on one measurement of one stage, each given as seed → run folder: paired by seed,
     and by row where both runs measured the same rows; the interval is unavailable (NaN) when a run has no per-row

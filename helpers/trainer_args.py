@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from helpers.config import Profile
-from helpers.hardware import precision_flags
+from helpers.hardware import cpu_bf16_for, precision_flags
 
 
 def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, learning_rate: float,
@@ -31,7 +31,7 @@ def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, lea
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # LoRA uses every adapter weight in every step
         activation_checkpointing=profile.gradient_checkpointing,  # trades compute for memory on 7B models
-        **precision_flags(),
+        **precision_flags(cpu_bf16_for(profile.cpu_bf16)),  # bf16 autocast on a CPU with bf16 units
     )
 
 

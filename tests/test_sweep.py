@@ -11,7 +11,7 @@ from matplotlib.container import ErrorbarContainer
 
 from helpers.plots import plot_sweep
 from helpers.row_values import load_row_values, metric_rows
-from helpers.seeds import compare_runs, summarize_runs
+from helpers.seeds import compare_seeded_runs, summarize_runs
 from helpers.sweep import parse_numbers, run_sweep, sweep_summary
 
 PROBE_TOPICS = ("novels-to-film", "games-to-film", "remakes", "unrelated")
@@ -105,9 +105,9 @@ def test_a_run_saved_before_per_row_values_still_summarises(first_sweep, tmp_pat
     row = summary[(summary["stage"] == "dpo") & (summary["metric"] == "support_rate")].iloc[0]
     saved = json.loads((old["1"] / "metrics.json").read_text())["stages"]["dpo"]["support_rate"]
     assert row["mean"] == saved and math.isnan(row["low"]) and row["interval"].startswith("unavailable")
-    found = compare_runs({0: old["0"]}, {0: old["1"]}, "support_rate")
+    found = compare_seeded_runs({0: old["0"]}, {0: old["1"]}, "support_rate")
     assert math.isnan(found.low) and "no verdict" in found.verdict()
-    paired = compare_runs({0: out / "runs" / "tiny_epoch-1_size-8_ratio-0"},
+    paired = compare_seeded_runs({0: out / "runs" / "tiny_epoch-1_size-8_ratio-0"},
                           {0: out / "runs" / "tiny_epoch-1_size-8_ratio-1"}, "support_rate")
     assert paired.paired_rows and paired.n_seeds == 1 and "One seed only" in paired.verdict()
     assert paired.difference == pytest.approx(found.difference)

@@ -1,0 +1,132 @@
+"""Whole `run` commands measured from outside, each in a fresh interpreter: seconds, peak memory, and whether a faster
+precision changes what a run shows (the stance figures of CPU bf16 autocast against fp32, over seeds, side by side)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from helpers.files import read_json
+
+# What a run shows about stance, compared between the two precisions (DPO stage of metrics.json)
+STANCE_FIGURES = ("generated_support_rate", "pair_accuracy", "support_rate", "repetition", "ended_rate")
+
+
+def timed(func, *args, **kwargs):
+    """(func's value, its wall seconds)."""
+    start = time.perf_counter()
+    value = func(*args, **kwargs)
+    return value, time.perf_counter() - start
+
+
+def peak_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
+    """Peak resident memory of this process (or its finished children), in MB (Linux reports kB, macOS bytes)."""
+    peak = resource.getrusage(who).ru_maxrss
+    return round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)
+
+
+def own_peak_mb() -> float:
+    """This process's own peak resident memory in MB: VmHWM where /proc exists, else ru_maxrss.
+
+    Not ru_maxrss of the children: Linux carries the parent's high-water mark into a child at exec, so a small run
+    started from a big bench process would report the bench's peak as its own.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return peak_rss_mb()
+
+
+def _write_own_peak(path: str) -> None:
+    Path(path).write_text(str(own_peak_mb()))
+
+
+# `python -c PEAK_WRAPPER PEAK_FILE run ...`: the CLI, then its own peak memory written to PEAK_FILE at exit.
+PEAK_WRAPPER = ("import atexit, runpy, sys; from helpers.bench_runs import _write_own_peak; "
+                "atexit.register(_write_own_peak, sys.argv.pop(1)); runpy.run_module('helpers', run_name='__main__')")
+
+
+def linked_cache(scratch: Path, model_dir: Path) -> Path:
+    """An empty cache folder in scratch with the (already built or converted) model linked in, so it is not counted."""
+    cache = Path(scratch) / "cache"
+    cache.mkdir(exist_ok=True)
+    if not (cache / model_dir.name).exists():
+        (cache / model_dir.name).symlink_to(model_dir, target_is_directory=True)
+    return cache
+
+
+def timed_run(profile_name: str, cache: Path, out: Path, fp32: bool = False, ratio: float = 1.0,
+              seed: int = 0) -> dict:
+    """One `python -m helpers run` in a fresh interpreter: seconds, its stage timings, its peak memory, its metrics.
+    fp32: with DPO_CPU_BF16=off (the path CPU bf16 autocast replaced)."""
+    env = dict(os.environ, DPO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    if fp32:
+        env["DPO_CPU_BF16"] = "off"
+    peak = out.with_name(out.name + ".peak")
+    command = [sys.executable, "-c", PEAK_WRAPPER, str(peak), "run", "--profile", profile_name,
+               "--support-ratio", str(ratio), "--seed", str(seed), "--out", str(out)]
+    _, seconds = timed(subprocess.run, command, check=True, env=env, capture_output=True)
+    metrics = read_json(out / "metrics.json")
+    return {"seconds": round(seconds, 1), "stages": metrics["timings"], "peak_rss_mb": float(peak.read_text()),
+            "precision": metrics["environment"]["precision"], "dpo": metrics["stages"]["dpo"]}
+
+
+def run_command_seconds(profile_name: str, model_dir: Path, cached_sft: bool = True,
+                        fp32_too: bool = False) -> dict[str, dict]:
+    """`python -m helpers run` end to end in a fresh interpreter, with an empty SFT cache (then, if cached_sft, again
+    with it filled; if fp32_too, again from an empty SFT cache with DPO_CPU_BF16=off: the SFT cache key carries the
+    precision, so that run trains its own SFT stage)."""
+    names = ["sft_not_cached", "sft_cached"][:2 if cached_sft else 1] + (["sft_not_cached_fp32"] if fp32_too else [])
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = linked_cache(Path(scratch), model_dir)
+        return {name: {k: v for k, v in timed_run(profile_name, cache, Path(scratch) / name,
+                                                  fp32=name.endswith("fp32")).items() if k != "dpo"}
+                for name in names}
+
+
+def precision_stances(profile_name: str, model_dir: Path, seeds: tuple[int, ...] = (0, 1, 2),
+                      ratios: tuple[float, ...] = (1.0, 0.0), echo=print) -> list[dict]:
+    """Whole runs of every seed and support ratio, once with the profile's CPU bf16 autocast and once in fp32 (each
+    precision with its own SFT stage per seed, shared by the ratios): one row per run, its stance figures and seconds."""
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = linked_cache(Path(scratch), model_dir)
+        for seed in seeds:
+            for ratio in ratios:
+                for fp32 in (False, True):
+                    name = f"seed-{seed}_ratio-{ratio:g}_{'fp32' if fp32 else 'profile'}"
+                    run = timed_run(profile_name, cache, Path(scratch) / name, fp32, ratio, seed)
+                    rows.append({"seed": seed, "support_ratio": ratio, "precision": run["precision"],
+                                 "seconds": run["seconds"], **{k: run["dpo"].get(k) for k in STANCE_FIGURES}})
+                    echo(f"  seed {seed}, ratio {ratio:g}, {run['precision']}: {run['seconds']} s")
+    return rows
+
+
+def stance_spread_table(rows: list[dict]):
+    """Per support ratio and figure: each precision's mean and range over the seeds, and whether the faster path's
+    mean lies within the fp32 seeds' range (the seed spread)."""
+    import pandas as pd
+
+    table = []
+    for ratio in sorted({r["support_ratio"] for r in rows}, reverse=True):
+        for figure in STANCE_FIGURES:
+            by = {p: [r[figure] for r in rows if r["support_ratio"] == ratio and r["precision"] == p]
+                  for p in dict.fromkeys(r["precision"] for r in rows)}
+            fp32 = by.get("fp32 (CPU)", [])
+            entry = {"support_ratio": ratio, "figure": figure}
+            for precision, values in by.items():
+                entry[f"{precision}: mean"] = round(statistics.mean(values), 3)
+                entry[f"{precision}: seeds"] = " / ".join(f"{v:.3f}" for v in values)
+            fast = [v for p, v in by.items() if p != "fp32 (CPU)"]
+            if fp32 and fast:
+                entry["within the fp32 seed range"] = min(fp32) <= statistics.mean(fast[0]) <= max(fp32)
+            table.append(entry)
+    return pd.DataFrame(table)
