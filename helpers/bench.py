@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers.bench_runs import _write_own_peak, own_peak_mb, run_command_seconds  # noqa: F401
+from helpers.bench_runs import own_peak_mb, run_command_seconds
 from helpers.bench_runs import timed as _timed
 from helpers.files import write_json_atomic
 from helpers.hardware import AUTOCAST_MARK, cpu_bf16_for
