@@ -35,6 +35,19 @@ def common_args(profile: Profile, output_dir: str | Path, num_epochs: float, lea
     )
 
 
+# Rows per batch of the reference's one pass before DPO (no gradients): larger than the training batch, since nothing
+# is kept for a backward pass (bench: `DPO reference pass`). Only the CPU profiles precompute (Profile). DPO_REF_BATCH=N
+# sets it (the training batch size: the pass as it was before).
+REF_BATCH_SIZE = 16
+
+
+def ref_batch_size(profile: Profile) -> int:
+    """Rows per batch of the precomputed reference pass: DPO_REF_BATCH if set, else REF_BATCH_SIZE (at least the
+    training batch)."""
+    asked = os.environ.get("DPO_REF_BATCH", "").strip()
+    return int(asked) if asked.isdigit() and int(asked) > 0 else max(REF_BATCH_SIZE, profile.batch_size)
+
+
 def dpo_arguments(profile: Profile, output_dir: str | Path, beta: float | None = None, num_epochs: float = 1,
                   learning_rate: float | None = None, seed: int = 0, loss_type: list[str] | None = None,
                   loss_weights: list[float] | None = None, precompute_ref_log_probs: bool | None = None,
@@ -51,6 +64,7 @@ def dpo_arguments(profile: Profile, output_dir: str | Path, beta: float | None =
         loss_weights=loss_weights,
         max_length=profile.max_length,
         precompute_ref_log_probs=_precompute(profile, precompute_ref_log_probs),
+        precompute_ref_batch_size=ref_batch_size(profile),
     )
 
 
