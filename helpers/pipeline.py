@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from helpers import data
+from helpers.base_cache import base_cache_file, base_settings, read_base_outputs, save_base_outputs
 from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
 from helpers.evaluation import (answer_fluency, generation_metrics, implicit_reward_margins, implicit_reward_metrics,
                                 judge_accuracy, judge_stances, logp_gap, repetition_shares, stance_logps,
@@ -62,12 +63,10 @@ class StageResult:
     answer_rows: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Profile, judge,
-                  progress: bool = False) -> StageResult:
-    """support_rate on the held-out rows and on the out-of-topic probes, plus the greedy answers to the test prompts
-    and their stance/form."""
-    if not is_main_process():  # evaluation runs once, on the main process
-        return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
+def model_outputs(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Profile,
+                  progress: bool = False) -> dict:
+    """What a model gives for the inputs: log-probs on the held-out rows and on the probes, greedy answers to the
+    test prompts and whether each ended by itself."""
     table = stance_logps(model, tokenizer, inputs.eval_rows, profile.system_prompt) if inputs.eval_rows else None
     probes = pd.DataFrame()
     if inputs.probe_rows:
@@ -77,11 +76,27 @@ def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Pr
     answers, ended = generate_with_ends(model, tokenizer, [r["prompt"] for r in inputs.test_rows],
                                         profile.system_prompt, max_new_tokens=profile.max_new_tokens,
                                         batch_size=profile.gen_batch_size, progress=progress)
-    metrics = {**({"support_rate": support_rate(table), "logp_gap": logp_gap(table)} if table is not None else {}),
+    return {"logps": table if table is not None else pd.DataFrame(), "probes": probes, "answers": answers,
+            "ended": ended}
+
+
+def stage_result(outputs: dict, inputs: Inputs, judge) -> StageResult:
+    """A stage's measurements from its model's outputs: support_rate and logp_gap, the probes', and the answers'
+    stance (the judge) and form."""
+    table, probes, answers, ended = outputs["logps"], outputs["probes"], outputs["answers"], outputs["ended"]
+    metrics = {**({"support_rate": support_rate(table), "logp_gap": logp_gap(table)} if not table.empty else {}),
                **generation_metrics(judge, answers, ended), **probe_metrics(probes)}
     rows = answer_rows(inputs.test_rows, judge_stances(judge, answers), answers, ended, repetition_shares(answers))
-    return StageResult(metrics=metrics, answers=answers, logps=table if table is not None else pd.DataFrame(),
-                       probes=probes, answer_rows=rows)
+    return StageResult(metrics=metrics, answers=answers, logps=table, probes=probes, answer_rows=rows)
+
+
+def measure_stage(model: torch.nn.Module, tokenizer, inputs: Inputs, profile: Profile, judge,
+                  progress: bool = False) -> StageResult:
+    """support_rate on the held-out rows and on the out-of-topic probes, plus the greedy answers to the test prompts
+    and their stance/form."""
+    if not is_main_process():  # evaluation runs once, on the main process
+        return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
+    return stage_result(model_outputs(model, tokenizer, inputs, profile, progress), inputs, judge)
 
 
 def add_fluency(stages: dict[str, StageResult], profile: Profile, tokenizer, inputs: Inputs,
@@ -112,12 +127,19 @@ def adapters_off(model: torch.nn.Module):
         else contextlib.nullcontext()
 
 
-def measure_base(profile: Profile, inputs: Inputs, judge) -> StageResult:
-    """Load the untrained model, measure it like any stage, and free it again."""
-    model = load_model(profile)
-    stage = measure_stage(model, load_tokenizer(profile), inputs, profile, judge)
-    del model
-    return stage
+def measure_base(profile: Profile, inputs: Inputs, judge, model: torch.nn.Module | None = None) -> StageResult:
+    """The untrained model measured like any stage: read from the base cache (helpers.base_cache) when this model,
+    precision and data were measured before, else measured (model, or loaded and freed again) and kept."""
+    if not is_main_process():
+        return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
+    settings = base_settings(profile, inputs)
+    path = base_cache_file(settings)
+    outputs = read_base_outputs(path, settings)
+    if outputs is None:
+        outputs = model_outputs(model if model is not None else load_model(profile), load_tokenizer(profile), inputs,
+                                profile)
+        save_base_outputs(path, settings, outputs)
+    return stage_result(outputs, inputs, judge)
 
 
 def add_reward_metrics(stage: StageResult, reference: StageResult, preferred: list[str], beta: float) -> None:
@@ -337,9 +359,9 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
     tokenizer = load_tokenizer(profile)
     if profile.run_sft:
         stages = {"base": measure_base(profile, inputs, judge)}
-    else:  # DPO starts from the base model itself: loaded once, measured, trained
+    else:  # DPO starts from the base model itself: loaded once, measured (or read from the cache), trained
         model = load_model(profile, trainable=True)
-        stages = {"base": measure_stage(model, tokenizer, inputs, profile, judge)}
+        stages = {"base": measure_base(profile, inputs, judge, model)}
     echo(f"base: {stages['base'].metrics}")
     timings["base"] = time.perf_counter() - clock
     logs: dict[str, list[dict]] = {}

@@ -1,0 +1,83 @@
+"""The untrained model's measurement, kept once per model and data set: its greedy answers and its log-probs on the
+held-out and probe rows do not change between runs that only change the training (ratio, β, learning rate, loss,
+LoRA, seed), so a rerun reads them instead of loading the base model and generating again. Everything that could
+change them is in the cache key: the weights, the precision, the prompts, the rows and the library versions.
+`DPO_BASE_CACHE=off` measures the base model again every run and keeps nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from helpers.config import CACHE_DIR, Profile
+from helpers.files import read_json, write_json_atomic
+from helpers.hardware import cpu_bf16_for, precision_flags, precision_name
+from helpers.models import model_source
+
+VERSION = 1
+FILE = "measured.json"
+SWITCH = "DPO_BASE_CACHE"  # "off": measure the base model in every run
+
+
+def cache_on() -> bool:
+    """Whether base measurements are read from and kept in the cache (DPO_BASE_CACHE is not "off")."""
+    return os.environ.get(SWITCH, "").strip().lower() not in ("off", "0", "no", "false")
+
+
+def weights_fingerprint(source: str) -> dict:
+    """What identifies the weights: a hub id as it is; a local folder by its files' names, sizes and times."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return {"hub_id": source}
+    return {"folder": str(folder.resolve()),
+            "files": sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in folder.iterdir() if p.is_file())}
+
+
+def base_settings(profile: Profile, inputs) -> dict:
+    """Everything the base model's measurement depends on (its hash names the cache folder)."""
+    import transformers
+
+    rows = {name: getattr(inputs, name) for name in ("eval_rows", "probe_rows", "test_rows")}
+    return {"version": VERSION, "weights": weights_fingerprint(model_source(profile)),
+            "load_in_4bit": profile.load_in_4bit,
+            "precision": precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16))),
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "system_prompt": profile.system_prompt, "max_new_tokens": profile.max_new_tokens,
+            "gen_batch_size": profile.gen_batch_size,
+            "rows": hashlib.sha256(json.dumps(rows, ensure_ascii=False, sort_keys=True).encode()).hexdigest(),
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def base_cache_file(settings: dict, cache_dir: Path | None = None) -> Path:
+    """The file holding the base measurement of one setting."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return Path(cache_dir or CACHE_DIR) / f"base-{key}" / FILE
+
+
+def read_base_outputs(path: Path, settings: dict) -> dict | None:
+    """The cached outputs (answers, ended, held-out and probe tables) if they were saved for exactly these settings."""
+    if not cache_on() or not path.is_file():
+        return None
+    try:
+        saved = read_json(path)
+    except (OSError, ValueError):  # a damaged file is measured again and rewritten
+        return None
+    if saved.get("settings") != json.loads(json.dumps(settings, default=str)):
+        return None
+    return {"answers": saved["answers"], "ended": saved["ended"],
+            "logps": pd.DataFrame(saved["logps"]), "probes": pd.DataFrame(saved["probes"])}
+
+
+def save_base_outputs(path: Path, settings: dict, outputs: dict) -> None:
+    """Keep the base model's outputs for the next run (atomically; nothing when the cache is switched off)."""
+    if not cache_on():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"settings": json.loads(json.dumps(settings, default=str)),
+                             "answers": outputs["answers"], "ended": outputs["ended"],
+                             "logps": outputs["logps"].to_dict("list"), "probes": outputs["probes"].to_dict("list")})
