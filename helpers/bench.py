@@ -3,7 +3,6 @@ run: imports (fresh interpreters), seconds per SFT and DPO step, generation, a w
 
 from __future__ import annotations
 
-import contextlib
 import os
 import statistics
 import subprocess
@@ -12,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers.bench_passes import measuring, reference_pass
 from helpers.bench_runs import own_peak_mb, run_command_seconds
 from helpers.bench_runs import timed as _timed
 from helpers.files import write_json_atomic
@@ -169,33 +169,6 @@ def generation(profile, model, tokenizer, prompts: list[str]) -> dict:
     return report
 
 
-@contextlib.contextmanager
-def without_autocast(model):
-    """The model's CPU bf16 autocast off for a while (the path it replaced, for a side-by-side figure)."""
-    setattr(model, AUTOCAST_MARK, False)
-    try:
-        yield model
-    finally:
-        setattr(model, AUTOCAST_MARK, True)
-
-
-def measuring(profile, model, tokenizer, rows: list[dict]) -> dict:
-    """Seconds to score the held-out rows' two answers (log-probs), with the profile's precision and in fp32, and how
-    far the per-row support-minus-oppose gaps moved."""
-    from helpers.evaluation import stance_logps
-
-    table, seconds = _timed(stance_logps, model, tokenizer, rows, profile.system_prompt)
-    report = {"rows": len(rows), "seconds": round(seconds, 2)}
-    if getattr(model, AUTOCAST_MARK, False):
-        with without_autocast(model):
-            fp32, fp32_seconds = _timed(stance_logps, model, tokenizer, rows, profile.system_prompt)
-        gap = (table.support_logp - table.oppose_logp) - (fp32.support_logp - fp32.oppose_logp)
-        same_side = ((table.support_logp > table.oppose_logp) == (fp32.support_logp > fp32.oppose_logp)).mean()
-        report.update(fp32_seconds=round(fp32_seconds, 2), speedup_bf16_vs_fp32=round(fp32_seconds / seconds, 2),
-                      max_gap_change_nats=round(float(gap.abs().max()), 3), same_preferred_share=float(same_side))
-    return report
-
-
 def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, stance_seeds: int = 0, echo=print) -> dict:
     """Measure, write out_dir/bench.json, and return it. stance_seeds: also whole runs of that many seeds at support
     ratio 1 and 0, with the profile's CPU bf16 autocast and in fp32 (stance figures side by side)."""
@@ -233,11 +206,13 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, stance_seed
         else:
             (start, sft_dir), stages["model_load_trainable"] = _timed(
                 lambda: (load_model(profile, trainable=True), None))
-        report["training_steps"] = training_steps(profile, tokenizer, rows, prepare_for_dpo(start, profile),
+        start = prepare_for_dpo(start, profile)
+        report["training_steps"] = training_steps(profile, tokenizer, rows, start,
                                                   sft_dir if profile.load_in_4bit else None)
+        if profile.precompute_ref_log_probs:
+            report["reference_pass"] = reference_pass(profile, start, tokenizer, rows)
     echo("a whole run…")
-    runs = run_command_seconds(profile.name, model_dir, cached_sft=profile.name == "tiny",
-                               fp32_too=cpu_bf16_for(profile.cpu_bf16))
+    runs = run_command_seconds(profile, model_dir)
     report["run_command"] = runs
     if stance_seeds and cpu_bf16_for(profile.cpu_bf16):
         from helpers.bench_runs import precision_stances
@@ -284,12 +259,19 @@ def bench_table(report: dict):
         rows["measuring: fp32 ÷ bf16 autocast seconds"] = measured["speedup_bf16_vs_fp32"]
         rows["measuring: rows preferring the same answer as fp32"] = measured["same_preferred_share"]
         rows["measuring: largest change of a support−oppose gap (nats)"] = measured["max_gap_change_nats"]
+    if "all_logits_seconds" in measured:
+        rows["measuring: logits at every position ÷ from the first answer token (seconds)"] = (
+            measured["speedup_kept_vs_all_logits"])
+    ref = report.get("reference_pass")
+    if ref:
+        rows[f"DPO reference pass, batch {ref['batch']} / {ref['training_batch']} (s)"] = (
+            f"{ref['seconds']} / {ref['training_batch_seconds']}")
+        rows["DPO reference pass: training batch ÷ larger batch (seconds)"] = ref["speedup"]
     for name, run in report["run_command"].items():
-        rows[f"whole run, {name.replace('_', ' ')} (s)"] = run["seconds"]
-    runs = report["run_command"]
-    if "sft_not_cached_fp32" in runs:
-        rows["whole run: fp32 ÷ the profile's seconds"] = round(
-            runs["sft_not_cached_fp32"]["seconds"] / runs["sft_not_cached"]["seconds"], 2)
+        rows[f"whole run, {name} (s)"] = run["seconds"]
+        if "speedup" in run:
+            rows[f"whole run, {name.rsplit(',', 1)[0]}: earlier path ÷ today's (seconds)"] = run["speedup"]
+        rows[f"whole run, {name}: stages (s)"] = " · ".join(f"{k} {v:.0f}" for k, v in run["stages"].items())
     rows.update({f"{k} (s)": v for k, v in report["stage_seconds"].items()})
     rows.update({f"peak memory, {k} (MB)": v for k, v in report["peak_rss_mb"].items()})
     rows["torch threads"] = report["torch_threads"]

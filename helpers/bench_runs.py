@@ -63,33 +63,46 @@ def linked_cache(scratch: Path, model_dir: Path) -> Path:
     return cache
 
 
-def timed_run(profile_name: str, cache: Path, out: Path, fp32: bool = False, ratio: float = 1.0,
-              seed: int = 0) -> dict:
+FP32 = {"DPO_CPU_BF16": "off"}
+
+
+def earlier_path(profile) -> dict[str, str]:
+    """The switches that turn every speed-up off: the path they replaced (fp32 on the CPU, the base model measured in
+    every run, logits at every position when measuring, the reference pass in training-sized batches)."""
+    return {**FP32, "DPO_BASE_CACHE": "off", "DPO_ALL_LOGITS": "on", "DPO_REF_BATCH": str(profile.batch_size)}
+
+
+def timed_run(profile_name: str, cache: Path, out: Path, switches: dict | None = None, ratio: float = 1.0,
+              seed: int = 0, beta: float | None = None) -> dict:
     """One `python -m helpers run` in a fresh interpreter: seconds, its stage timings, its peak memory, its metrics.
-    fp32: with DPO_CPU_BF16=off (the path CPU bf16 autocast replaced)."""
-    env = dict(os.environ, DPO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    if fp32:
-        env["DPO_CPU_BF16"] = "off"
+    switches: environment variables to set (FP32: DPO_CPU_BF16=off, the path CPU bf16 autocast replaced)."""
+    env = dict(os.environ, DPO_CACHE_DIR=str(cache), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **(switches or {}))
     peak = out.with_name(out.name + ".peak")
     command = [sys.executable, "-c", PEAK_WRAPPER, str(peak), "run", "--profile", profile_name,
-               "--support-ratio", str(ratio), "--seed", str(seed), "--out", str(out)]
+               "--support-ratio", str(ratio), "--seed", str(seed), "--out", str(out),
+               *(["--beta", str(beta)] if beta is not None else [])]
     _, seconds = timed(subprocess.run, command, check=True, env=env, capture_output=True)
     metrics = read_json(out / "metrics.json")
     return {"seconds": round(seconds, 1), "stages": metrics["timings"], "peak_rss_mb": float(peak.read_text()),
             "precision": metrics["environment"]["precision"], "dpo": metrics["stages"]["dpo"]}
 
 
-def run_command_seconds(profile_name: str, model_dir: Path, cached_sft: bool = True,
-                        fp32_too: bool = False) -> dict[str, dict]:
-    """`python -m helpers run` end to end in a fresh interpreter, with an empty SFT cache (then, if cached_sft, again
-    with it filled; if fp32_too, again from an empty SFT cache with DPO_CPU_BF16=off: the SFT cache key carries the
-    precision, so that run trains its own SFT stage)."""
-    names = ["sft_not_cached", "sft_cached"][:2 if cached_sft else 1] + (["sft_not_cached_fp32"] if fp32_too else [])
-    with tempfile.TemporaryDirectory() as scratch:
-        cache = linked_cache(Path(scratch), model_dir)
-        return {name: {k: v for k, v in timed_run(profile_name, cache, Path(scratch) / name,
-                                                  fp32=name.endswith("fp32")).items() if k != "dpo"}
-                for name in names}
+def run_command_seconds(profile, model_dir: Path) -> dict[str, dict]:
+    """`python -m helpers run` end to end in fresh interpreters, side by side: today's path and the earlier one
+    (earlier_path), each first on an empty cache (base measured, SFT trained) and then again with another β (the
+    tweak-and-rerun case: SFT from the cache, and on today's path the base measurement too)."""
+    report: dict[str, dict] = {}
+    for path, switches in (("today", {}), ("earlier", earlier_path(profile))):
+        with tempfile.TemporaryDirectory() as scratch:
+            cache = linked_cache(Path(scratch), model_dir)
+            for case, beta in (("first run", None), ("rerun, another beta", profile.beta * 2)):
+                run = timed_run(profile.name, cache, Path(scratch) / case.split(",")[0].replace(" ", "-"), switches,
+                                beta=beta)
+                report[f"{case}, {path}"] = {k: v for k, v in run.items() if k != "dpo"}
+    for case in ("first run", "rerun, another beta"):
+        report[f"{case}, today"]["speedup"] = round(report[f"{case}, earlier"]["seconds"]
+                                                    / report[f"{case}, today"]["seconds"], 2)
+    return report
 
 
 def precision_stances(profile_name: str, model_dir: Path, seeds: tuple[int, ...] = (0, 1, 2),
@@ -103,7 +116,7 @@ def precision_stances(profile_name: str, model_dir: Path, seeds: tuple[int, ...]
             for ratio in ratios:
                 for fp32 in (False, True):
                     name = f"seed-{seed}_ratio-{ratio:g}_{'fp32' if fp32 else 'profile'}"
-                    run = timed_run(profile_name, cache, Path(scratch) / name, fp32, ratio, seed)
+                    run = timed_run(profile_name, cache, Path(scratch) / name, FP32 if fp32 else None, ratio, seed)
                     rows.append({"seed": seed, "support_ratio": ratio, "precision": run["precision"],
                                  "seconds": run["seconds"], **{k: run["dpo"].get(k) for k in STANCE_FIGURES}})
                     echo(f"  seed {seed}, ratio {ratio:g}, {run['precision']}: {run['seconds']} s")

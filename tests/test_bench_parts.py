@@ -1,0 +1,49 @@
+"""The bench's side-by-side passes on the tiny model: measuring from the first answer token gives the log-probs of
+every position; the reference pass runs in both batch sizes; each switch of the earlier path is one a run reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import data
+from helpers.bench_passes import measuring, reference_pass
+from helpers.bench_runs import earlier_path
+from helpers.config import load_profile
+from helpers.trainer_args import dpo_arguments, ref_batch_size
+
+
+def test_measuring_reports_both_paths_with_the_same_log_probs(tiny):
+    model, tokenizer = tiny
+    profile = load_profile("tiny")
+    report = measuring(profile, model, tokenizer, data.load_homework()[:8])
+    assert report["rows"] == 8 and report["seconds"] > 0 and report["all_logits_seconds"] > 0
+    assert report["all_logits_max_change_nats"] < 1e-3
+    assert "speedup_bf16_vs_fp32" not in report  # the tiny profile measures in fp32
+
+
+def test_reference_pass_in_both_batches(tiny):
+    from helpers.training import prepare_for_dpo
+
+    model, tokenizer = tiny
+    profile = load_profile("tiny")
+    report = reference_pass(profile, prepare_for_dpo(model, profile), tokenizer, data.load_homework()[:12])
+    assert (report["batch"], report["training_batch"]) == (16, profile.batch_size)
+    assert report["pairs"] == 12 and report["seconds"] > 0 and report["training_batch_seconds"] > 0
+
+
+def test_the_earlier_paths_switches_are_read(monkeypatch):
+    profile = load_profile("smollm2-135m")
+    switches = earlier_path(profile)
+    assert set(switches) == {"DPO_CPU_BF16", "DPO_BASE_CACHE", "DPO_ALL_LOGITS", "DPO_REF_BATCH"}
+    assert ref_batch_size(profile) == 16 == dpo_arguments(profile, "x")["precompute_ref_batch_size"]
+    monkeypatch.setenv("DPO_REF_BATCH", switches["DPO_REF_BATCH"])
+    assert dpo_arguments(profile, "x")["precompute_ref_batch_size"] == profile.batch_size == 4
+    monkeypatch.setenv("DPO_REF_BATCH", "zero")
+    assert ref_batch_size(profile) == 16  # not a positive number: the default
+
+
+@pytest.mark.parametrize("name", ["DPO_CPU_BF16", "DPO_BASE_CACHE", "DPO_ALL_LOGITS", "DPO_REF_BATCH"])
+def test_each_switch_is_documented_in_the_readme(name):
+    from pathlib import Path
+
+    assert name in (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
