@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from helpers import data
-from helpers.base_cache import base_cache_file, base_settings, read_base_outputs, save_base_outputs
+from helpers.measure_cache import read_stage_outputs, save_stage_outputs, stage_cache_file, stage_settings
 from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
 from helpers.evaluation import (answer_fluency, generation_metrics, implicit_reward_margins, implicit_reward_metrics,
                                 judge_accuracy, judge_stances, logp_gap, repetition_shares, stance_logps,
@@ -127,18 +127,20 @@ def adapters_off(model: torch.nn.Module):
         else contextlib.nullcontext()
 
 
-def measure_base(profile: Profile, inputs: Inputs, judge, model: torch.nn.Module | None = None) -> StageResult:
-    """The untrained model measured like any stage: read from the base cache (helpers.base_cache) when this model,
-    precision and data were measured before, else measured (model, or loaded and freed again) and kept."""
+def measure_base(profile: Profile, inputs: Inputs, judge, model: torch.nn.Module | None = None,
+                 sft_dir: Path | None = None) -> StageResult:
+    """The untrained model (or with sft_dir, the SFT model from that cache folder) measured like any stage: read from
+    the measurement cache (helpers.measure_cache) when this model, precision and data were measured before, else
+    measured (model, or the base loaded and freed again) and kept."""
     if not is_main_process():
         return StageResult(metrics={}, answers=[], logps=pd.DataFrame())
-    settings = base_settings(profile, inputs)
-    path = base_cache_file(settings)
-    outputs = read_base_outputs(path, settings)
+    settings = stage_settings(profile, inputs, sft_dir)
+    path = stage_cache_file(settings)
+    outputs = read_stage_outputs(path, settings)
     if outputs is None:
         outputs = model_outputs(model if model is not None else load_model(profile), load_tokenizer(profile), inputs,
                                 profile)
-        save_base_outputs(path, settings, outputs)
+        save_stage_outputs(path, settings, outputs)
     return stage_result(outputs, inputs, judge)
 
 
@@ -372,7 +374,7 @@ def prepare(config: RunConfig, echo=print) -> Prepared:
         logs["sft"] = sft_result.log_history
         timings["sft"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        stages["sft"] = measure_stage(model, tokenizer, inputs, profile, judge)
+        stages["sft"] = measure_base(profile, inputs, judge, model, sft_dir)  # kept with the SFT cache
         echo(f"sft: {stages['sft'].metrics}")
         timings["eval_sft"] = time.perf_counter() - clock
     held_apart = inputs.eval_rows and inputs.holdout["method"] == "file"  # held-out labelled rows trained the judge

@@ -32,8 +32,8 @@ STORY = [
     ("sft-checkpoint:2", [("took over the lock", "is gone"), ("sft: resuming from", "checkpoint-5")]),  # dies in 15
     ("sft-cache", [("set aside", "checkpoint-15", "no trainer_state.json"), ("sft: resuming from", "checkpoint-10")]),
     ("dpo-checkpoint:2", [("removed", ".staging-", "is gone"), ("sft: resuming from", "checkpoint-24")]),  # in 10
-    # SFT's, then DPO's measurement: the base model's was kept in the cache by the first process (helpers.base_cache)
-    ("measure:2", [("set aside", "checkpoint-10"), ("dpo: resuming from", "checkpoint-5")]),
+    # DPO's measurement: the base and SFT models' were kept in the cache by earlier processes (helpers.measure_cache)
+    ("measure:1", [("set aside", "checkpoint-10"), ("dpo: resuming from", "checkpoint-5")]),
     ("save-run", [("dpo: resuming from", "checkpoint-12")]),
 ]
 done_points: list[str] = []

@@ -1,8 +1,9 @@
-"""The untrained model's measurement, kept once per model and data set: its greedy answers and its log-probs on the
-held-out and probe rows do not change between runs that only change the training (ratio, β, learning rate, loss,
-LoRA, seed), so a rerun reads them instead of loading the base model and generating again. Everything that could
-change them is in the cache key: the weights, the precision, the prompts, the rows and the library versions.
-`DPO_BASE_CACHE=off` measures the base model again every run and keeps nothing."""
+"""The measurements of the stages DPO starts from, kept once per model and data set: the untrained model's and the
+(cached) SFT model's greedy answers and log-probs on the held-out and probe rows do not change between runs that
+only change DPO (ratio, β, learning rate, loss, its LoRA), so a rerun reads them instead of loading a model and
+generating again. Everything that could change them is in the cache key: the weights (and the SFT adapter's files),
+the precision, the prompts, the rows and the library versions. `DPO_MEASURE_CACHE=off` measures every stage in every
+run and keeps nothing."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from helpers.models import model_source
 
 VERSION = 1
 FILE = "measured.json"
-SWITCH = "DPO_BASE_CACHE"  # "off": measure the base model in every run
+SWITCH = "DPO_MEASURE_CACHE"  # "off": measure the base and SFT stages in every run
 
 
 def cache_on() -> bool:
-    """Whether base measurements are read from and kept in the cache (DPO_BASE_CACHE is not "off")."""
+    """Whether stage measurements are read from and kept in the cache (DPO_MEASURE_CACHE is not "off")."""
     return os.environ.get(SWITCH, "").strip().lower() not in ("off", "0", "no", "false")
 
 
@@ -38,8 +39,9 @@ def weights_fingerprint(source: str) -> dict:
             "files": sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in folder.iterdir() if p.is_file())}
 
 
-def base_settings(profile: Profile, inputs) -> dict:
-    """Everything the base model's measurement depends on (its hash names the cache folder)."""
+def stage_settings(profile: Profile, inputs, sft_dir: Path | None = None) -> dict:
+    """Everything a start stage's measurement depends on (its hash names the cache folder): the base model's, or with
+    sft_dir the SFT model's from that cache folder."""
     import transformers
 
     rows = {name: getattr(inputs, name) for name in ("eval_rows", "probe_rows", "test_rows")}
@@ -50,16 +52,17 @@ def base_settings(profile: Profile, inputs) -> dict:
             "system_prompt": profile.system_prompt, "max_new_tokens": profile.max_new_tokens,
             "gen_batch_size": profile.gen_batch_size,
             "rows": hashlib.sha256(json.dumps(rows, ensure_ascii=False, sort_keys=True).encode()).hexdigest(),
-            "torch": torch.__version__, "transformers": transformers.__version__}
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "sft": weights_fingerprint(str(sft_dir)) if sft_dir is not None else None}
 
 
-def base_cache_file(settings: dict, cache_dir: Path | None = None) -> Path:
-    """The file holding the base measurement of one setting."""
+def stage_cache_file(settings: dict, cache_dir: Path | None = None) -> Path:
+    """The file holding one stage's measurement of one setting."""
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return Path(cache_dir or CACHE_DIR) / f"base-{key}" / FILE
+    return Path(cache_dir or CACHE_DIR) / f"measured-{key}" / FILE
 
 
-def read_base_outputs(path: Path, settings: dict) -> dict | None:
+def read_stage_outputs(path: Path, settings: dict) -> dict | None:
     """The cached outputs (answers, ended, held-out and probe tables) if they were saved for exactly these settings."""
     if not cache_on() or not path.is_file():
         return None
@@ -73,8 +76,8 @@ def read_base_outputs(path: Path, settings: dict) -> dict | None:
             "logps": pd.DataFrame(saved["logps"]), "probes": pd.DataFrame(saved["probes"])}
 
 
-def save_base_outputs(path: Path, settings: dict, outputs: dict) -> None:
-    """Keep the base model's outputs for the next run (atomically; nothing when the cache is switched off)."""
+def save_stage_outputs(path: Path, settings: dict, outputs: dict) -> None:
+    """Keep a stage's outputs for the next run (atomically; nothing when the cache is switched off)."""
     if not cache_on():
         return
     path.parent.mkdir(parents=True, exist_ok=True)
