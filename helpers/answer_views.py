@@ -33,6 +33,13 @@ def stage_labels(stage) -> list[str]:
     return [stance_label(v) for v in stage.answer_rows["judge"]]
 
 
+def judge_labels(judge, answers: list[str]) -> list[str]:
+    """The stance judge's label for each answer, in words (helpers.evaluation.judge_stances)."""
+    from helpers.evaluation import judge_stances
+
+    return [stance_label(v) for v in judge_stances(judge, answers)]
+
+
 def run_labels(run: dict, stage: str) -> list[str]:
     """A saved run's (helpers.runs.load_run) judge label per answer of `stage`, in the order of run["answers"]."""
     from helpers.row_values import load_row_values
@@ -119,3 +126,14 @@ def answer_view(questions: list[str], answers: dict[str, list[str]], labels: dic
         view = AnswerView([view.questions[i] for i in keep], {k: [v[i] for i in keep] for k, v in view.answers.items()},
                           {k: [v[i] for i in keep] for k, v in view.labels.items()})
     return view
+
+
+def saved_answer_view(columns: dict[str, tuple[dict, str]], only_changed: bool = False) -> AnswerView:
+    """answer_view of saved runs (helpers.runs.load_run): column name → (run, stage), questions matched by id."""
+    runs = list(columns.values())
+    ids = list(runs[0][0]["answers"]["id"])
+    if any(list(run["answers"]["id"]) != ids for run, _ in runs):
+        raise ValueError("these runs answered different test prompts; compare runs made on the same ones")
+    return answer_view(list(runs[0][0]["answers"]["prompt"]),
+                       {name: list(run["answers"][stage]) for name, (run, stage) in columns.items()},
+                       {name: run_labels(run, stage) for name, (run, stage) in columns.items()}, only_changed)

@@ -22,8 +22,9 @@ def describe_lean(rate: float) -> str:
     return f"leaning {'support' if rate > 0.5 else 'oppose'}"
 
 
-def trouble_signs(start: dict, end: dict, curves: dict | None = None) -> list[str]:
-    """The glossary's trouble signs between two stages' metrics (and DPO's last logged rewards, if given)."""
+def trouble_signs(start: dict, end: dict, curves: dict | None = None, fluency: bool = True) -> list[str]:
+    """The glossary's trouble signs between two stages' metrics (and DPO's last logged rewards, if given); fluency
+    False: leave fluency out (the base model scores its own answers highest, so base → SFT always falls)."""
     signs = []
     for key, what in (("repetition", "looping text"), ("judge_abstained", "answers the judge cannot read")):
         if key in start and key in end and end[key] > start[key] + RISE:
@@ -31,7 +32,7 @@ def trouble_signs(start: dict, end: dict, curves: dict | None = None) -> list[st
     if "ended_rate" in start and "ended_rate" in end and end["ended_rate"] < start["ended_rate"] - RISE:
         signs.append(f"`ended_rate` fell from {start['ended_rate']:.2f} to {end['ended_rate']:.2f} "
                      "(answers running to max_new_tokens)")
-    if not any(math.isnan(m.get("fluency", math.nan)) for m in (start, end)) and \
+    if fluency and not any(math.isnan(m.get("fluency", math.nan)) for m in (start, end)) and \
             end["fluency"] < start["fluency"] - FLUENCY_DROP:
         signs.append(f"`fluency` fell from {start['fluency']:.2f} to {end['fluency']:.2f} nats per token")
     if curves and {"rewards/chosen", "rewards/rejected", "rewards/margins"} <= set(curves):
@@ -56,7 +57,7 @@ def describe_stage_change(start: dict, end: dict, names: tuple[str, str] = ("SFT
                                                                 "higher learning_rate."))
     if "pair_accuracy" in end and support_ratio is not None:
         lines.append(f"`pair_accuracy` on held-out pairs is {end['pair_accuracy']:.3f} (0.5 is chance).")
-    signs = trouble_signs(start, end, curves)
+    signs = trouble_signs(start, end, curves, fluency=support_ratio is not None)
     stage = "dpo" if support_ratio is not None else "sft"
     if signs:
         lines.append("**Trouble signs:** " + "; ".join(signs) + f". To do better, {TRY[stage]}.")
@@ -64,6 +65,26 @@ def describe_stage_change(start: dict, end: dict, names: tuple[str, str] = ("SFT
         lines.append(f"No trouble sign: repetition, judge abstentions and endings stayed within {RISE} of "
                      f"{names[0]}'s" + (", and the chosen answers kept their reward." if curves else "."))
     return " ".join(lines)
+
+
+def describe_start(metrics: dict, n_heldout: int) -> str:
+    """Markdown: the untrained model's stance and form, the levels every later stage is held against."""
+    rate = metrics["support_rate"]
+    return (f"Before any fine-tuning, `support_rate` on {n_heldout} held-out prompts is {rate:.2f} "
+            f"({describe_lean(rate)}): the model's prior, where SFT and DPO start. The judge abstained on "
+            f"{metrics['judge_abstained']:.2f} of the answers and their `repetition` is {metrics['repetition']:.2f}: "
+            "the levels that later stages are held against.")
+
+
+def describe_run(run: dict, with_sft: bool = True) -> str:
+    """Markdown bullets for a saved run (helpers.runs.load_run): base → SFT (if it has SFT), then the start → DPO."""
+    stages, ratio = run["stages"], run["config"]["support_ratio"]
+    start = "sft" if "sft" in stages else "base"
+    lines = [describe_stage_change(stages["base"], stages["sft"], ("base", "SFT"))] if with_sft and start == "sft" \
+        else []
+    lines.append(describe_stage_change(stages[start], stages["dpo"], ("SFT" if start == "sft" else "base", "DPO"),
+                                       support_ratio=ratio, curves=last_logged(run["logs"].get("dpo", []))))
+    return "\n".join(f"- {line}" for line in lines)
 
 
 def last_logged(log_history: list[dict], keys: tuple[str, ...] = ("rewards/chosen", "rewards/rejected",

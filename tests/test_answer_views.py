@@ -109,3 +109,30 @@ def test_one_colour_per_stage_and_per_run():
     assert color_of("ratio 0") == STANCE_COLORS["oppose"]
     assert color_of("DPO, ratio 0.5") == run_color(0.5) not in {*STAGE_COLORS.values(), *STANCE_COLORS.values()}
     assert color_of("a run", 0) != color_of("a run", 1)
+
+
+def test_a_saved_runs_view_and_summary(tmp_path):
+    rows = [{"id": 1}, {"id": 2}]
+    stages = {name: SimpleNamespace(answer_rows=answer_rows(rows, labels, ["a", "b"], [True, True], [0.0, 0.0]),
+                                    logps=pd.DataFrame(), probes=pd.DataFrame())
+              for name, labels in {"sft": [1, 0], "dpo": [1, 1]}.items()}
+    save_row_values(tmp_path, stages)
+    run = {"dir": str(tmp_path), "answers": pd.DataFrame({"id": [1, 2], "prompt": ["q1", "q2"], "sft": ["a", "b"],
+                                                          "dpo": ["a", "yes"]}),
+           "stages": {"base": {**TINY_SFT, "support_rate": 0.54}, "sft": TINY_SFT, "dpo": TINY_DPO},
+           "config": {"support_ratio": 1.0}, "logs": {"dpo": [{"rewards/chosen": -1.0}]}}
+    from helpers.answer_views import saved_answer_view
+    from helpers.stage_summary import describe_run
+
+    view = saved_answer_view({"SFT": (run, "sft"), "DPO": (run, "dpo")})
+    assert view.changes() == [[], ["DPO"]] and view.labels["DPO"] == ["support", "support"]
+    text = describe_run(run)
+    assert text.count("\n- ") == 1 and "From base to SFT" in text and "From SFT to DPO" in text
+    with pytest.raises(ValueError):
+        saved_answer_view({"a": (run, "dpo"), "b": ({**run, "answers": run["answers"].iloc[::-1]}, "dpo")})
+
+
+def test_fluency_is_a_trouble_sign_after_dpo_only():
+    start, end = {**TINY_SFT, "fluency": -1.4}, {**TINY_SFT, "fluency": -2.9}
+    assert "`fluency` fell" in describe_stage_change(start, end, support_ratio=1.0)
+    assert "fluency" not in describe_stage_change(start, end, names=("base", "SFT"))
