@@ -54,18 +54,20 @@ def run_labels(run: dict, stage: str) -> list[str]:
 
 @dataclass
 class AnswerView:
-    """One row per question: each column's answer whole and its judge label, and which labels changed (⇄)."""
+    """One row per question: each column's answer whole and its judge label, and which labels changed (⇄) from the
+    column before (or from the reference column)."""
 
     questions: list[str]
     answers: dict[str, list[str]]  # column name → one answer per question
     labels: dict[str, list[str]]  # column name → one judge label per question
     width: str = "26em"  # the widest an answer column grows before its text wraps
+    reference: str | None = None  # compare every column with this one; None: each with the column before it
 
     def changes(self) -> list[list[str]]:
         """Per question: the columns whose label differs from the column before (empty: no change)."""
         names = list(self.answers)
-        return [[b for a, b in zip(names, names[1:]) if self.labels[a][i] != self.labels[b][i]]
-                for i in range(len(self.questions))]
+        pairs = [(self.reference or a, b) for a, b in zip(names, names[1:]) if b != self.reference]
+        return [[b for a, b in pairs if self.labels[a][i] != self.labels[b][i]] for i in range(len(self.questions))]
 
     def caption(self) -> str:
         """How many answers per column, and how many questions' labels changed."""
@@ -114,21 +116,24 @@ class AnswerView:
 
 
 def answer_view(questions: list[str], answers: dict[str, list[str]], labels: dict[str, list[str]],
-                only_changed: bool = False) -> AnswerView:
-    """Answers per column (before → after, left to right) with their judge labels; only_changed: just the questions
-    whose label changed between two neighbouring columns."""
+                only_changed: bool = False, reference: str | None = None) -> AnswerView:
+    """Answers per column (before → after, left to right) with their judge labels, a label marked ⇄ where it differs
+    from the column before (reference: from that column instead); only_changed: just the questions with a mark."""
     if set(answers) != set(labels) or any(len(v) != len(questions) for v in [*answers.values(), *labels.values()]):
         raise ValueError("every column needs one answer and one label per question")
+    if reference is not None and reference not in answers:
+        raise ValueError(f"no column {reference!r} to compare with")
     view = AnswerView(list(questions), {k: list(v) for k, v in answers.items()},
-                      {k: list(labels[k]) for k in answers})
+                      {k: list(labels[k]) for k in answers}, reference=reference)
     if only_changed:
         keep = [i for i, c in enumerate(view.changes()) if c]
         view = AnswerView([view.questions[i] for i in keep], {k: [v[i] for i in keep] for k, v in view.answers.items()},
-                          {k: [v[i] for i in keep] for k, v in view.labels.items()})
+                          {k: [v[i] for i in keep] for k, v in view.labels.items()}, reference=reference)
     return view
 
 
-def saved_answer_view(columns: dict[str, tuple[dict, str]], only_changed: bool = False) -> AnswerView:
+def saved_answer_view(columns: dict[str, tuple[dict, str]], only_changed: bool = False,
+                      reference: str | None = None) -> AnswerView:
     """answer_view of saved runs (helpers.runs.load_run): column name → (run, stage), questions matched by id."""
     runs = list(columns.values())
     ids = list(runs[0][0]["answers"]["id"])
@@ -136,4 +141,5 @@ def saved_answer_view(columns: dict[str, tuple[dict, str]], only_changed: bool =
         raise ValueError("these runs answered different test prompts; compare runs made on the same ones")
     return answer_view(list(runs[0][0]["answers"]["prompt"]),
                        {name: list(run["answers"][stage]) for name, (run, stage) in columns.items()},
-                       {name: run_labels(run, stage) for name, (run, stage) in columns.items()}, only_changed)
+                       {name: run_labels(run, stage) for name, (run, stage) in columns.items()}, only_changed,
+                       reference)

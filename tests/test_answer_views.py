@@ -136,3 +136,13 @@ def test_fluency_is_a_trouble_sign_after_dpo_only():
     start, end = {**TINY_SFT, "fluency": -1.4}, {**TINY_SFT, "fluency": -2.9}
     assert "`fluency` fell" in describe_stage_change(start, end, support_ratio=1.0)
     assert "fluency" not in describe_stage_change(start, end, names=("base", "SFT"))
+
+
+def test_a_reference_column_is_what_every_other_column_is_compared_with():
+    labels = {"SFT": ["support", "oppose"], "ratio 1": ["support", "support"], "ratio 0": ["oppose", "oppose"]}
+    answers = {k: ["x", "y"] for k in labels}
+    assert answer_view(["a", "b"], answers, labels).changes() == [["ratio 0"], ["ratio 1", "ratio 0"]]
+    against_sft = answer_view(["a", "b"], answers, labels, reference="SFT")
+    assert against_sft.changes() == [["ratio 0"], ["ratio 1"]]
+    with pytest.raises(ValueError):
+        answer_view(["a", "b"], answers, labels, reference="base")
