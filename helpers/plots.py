@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import pandas as pd
 
@@ -12,18 +14,40 @@ DPO_CURVES = {
     "rewards/margins": "chosen reward minus rejected reward: the gap DPO widens",
     "rewards/accuracies": "share of pairs in the batch whose chosen reward beats the rejected one",
 }
-STAGE_COLORS = {"base": "#9e9e9e", "sft": "#5c8dd6", "dpo": "#e07a3f"}
+STAGE_COLORS = {"base": "#9e9e9e", "sft": "#5c8dd6", "dpo": "#e07a3f"}  # one colour per stage, in every plot
+STANCE_COLORS = {"support": "#2e7d32", "oppose": "#c62828"}  # a pair's preferred answer; runs mix them by ratio
+OTHER_COLORS = ["#b07cc6", "#8d6e63", "#26a69a", "#ec407a"]  # anything neither a stage nor a support_ratio names
 
 
-def plot_curves(log_history: list[dict], keys: list[str], title: str = "", ncols: int = 3) -> plt.Figure:
-    """One small panel per logged value, against the training step."""
+def run_color(support_ratio: float) -> str:
+    """A run's colour, fixed by its support_ratio: oppose red at 0, support green at 1, mixed in between."""
+    mix = min(max(float(support_ratio), 0.0), 1.0)
+    low, high = ([int(STANCE_COLORS[k][i:i + 2], 16) for i in (1, 3, 5)] for k in ("oppose", "support"))
+    return "#" + "".join(f"{round(a + (b - a) * mix):02x}" for a, b in zip(low, high))
+
+
+def color_of(name: str, position: int = 0) -> str:
+    """The colour of a plotted series by its name: a stage ("base", "SFT", "dpo"), a run ("…ratio 0.5"), or else
+    the position-th of OTHER_COLORS."""
+    key = str(name).strip().lower()
+    if key in STAGE_COLORS:
+        return STAGE_COLORS[key]
+    match = re.search(r"ratio[ -]?([0-9.]+)", key)
+    if match:
+        return run_color(float(match.group(1).rstrip(".")))
+    return OTHER_COLORS[position % len(OTHER_COLORS)]
+
+
+def plot_curves(log_history: list[dict], keys: list[str], title: str = "", ncols: int = 3,
+                color: str = STAGE_COLORS["dpo"]) -> plt.Figure:
+    """One small panel per logged value, against the training step, in the colour of its stage (DPO's by default)."""
     rows = [entry for entry in log_history if any(k in entry for k in keys)]
     frame = pd.DataFrame(rows)
     nrows = -(-len(keys) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
     for ax, key in zip(axes.flat, keys):
         if key in frame:
-            ax.plot(frame["step"], frame[key], marker=".", color="#e07a3f")
+            ax.plot(frame["step"], frame[key], marker=".", color=color)
         ax.set_title(key, fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -35,9 +59,9 @@ def plot_curves(log_history: list[dict], keys: list[str], title: str = "", ncols
     return fig
 
 
-def plot_loss(log_history: list[dict], title: str = "training loss") -> plt.Figure:
-    """The training loss against the step."""
-    return plot_curves(log_history, ["loss"], title, ncols=1)
+def plot_loss(log_history: list[dict], title: str = "training loss", stage: str = "sft") -> plt.Figure:
+    """The training loss against the step, in the colour of the stage that trained."""
+    return plot_curves(log_history, ["loss"], title, ncols=1, color=STAGE_COLORS[stage])
 
 
 def plot_dpo_curves(log_history: list[dict]) -> plt.Figure:
@@ -49,13 +73,13 @@ def plot_preference_split(pairs) -> plt.Figure:
     """Which answer each training pair prefers, in row order: the support_ratio rule made visible."""
     preferred = list(pairs["preferred"])
     fig, (strip, bars) = plt.subplots(1, 2, figsize=(11, 2.6), gridspec_kw={"width_ratios": [3, 1]})
-    colors = ["#2e7d32" if p == "support" else "#c62828" for p in preferred]
+    colors = [STANCE_COLORS["support" if p == "support" else "oppose"] for p in preferred]
     strip.bar(range(len(preferred)), [1] * len(preferred), color=colors, width=1.0)
     strip.set_yticks([])
     strip.set_xlabel("training pair (row order)")
     strip.set_title("preferred answer per pair: green = support, red = oppose", fontsize=10)
     counts = pd.Series(preferred).value_counts().reindex(["support", "oppose"], fill_value=0)
-    bars.bar(counts.index, counts.values, color=["#2e7d32", "#c62828"])
+    bars.bar(counts.index, counts.values, color=[STANCE_COLORS["support"], STANCE_COLORS["oppose"]])
     bars.set_title("pairs preferring", fontsize=10)
     fig.tight_layout()
     return fig
@@ -78,9 +102,10 @@ def plot_stage_metrics(table: pd.DataFrame, columns: tuple[str, ...] = ("support
 
 
 def plot_runs_side_by_side(tables: dict[str, pd.DataFrame], column: str = "support_rate") -> plt.Figure:
-    """One measurement per stage for several saved runs, grouped bars."""
+    """One measurement per stage for several saved runs, grouped bars, each run in its colour (color_of its name)."""
     frame = pd.DataFrame({name: table[column] for name, table in tables.items()})
-    ax = frame.plot.bar(figsize=(7, 3.2), rot=0, ylim=(0, 1.05), title=column)
+    colors = [color_of(name, i) for i, name in enumerate(frame.columns)]
+    ax = frame.plot.bar(figsize=(7, 3.2), rot=0, ylim=(0, 1.05), title=column, color=colors)
     ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
@@ -129,10 +154,10 @@ def plot_run_measurements(table: pd.DataFrame, columns: tuple[str, ...] = (
     """One panel per measurement (0–1 scale), one bar per row of the table (a stage or a run), values written on."""
     columns = [c for c in columns if c in table]
     fig, axes = plt.subplots(1, len(columns), figsize=(3.3 * len(columns), 3.2), squeeze=False)
-    palette = ["#9e9e9e", "#e07a3f", "#5c8dd6", "#6aa86a", "#b07cc6"]
+    colors = [color_of(name, i) for i, name in enumerate(table.index)]  # a stage's or a run's own colour
     for ax, column in zip(axes.flat, columns):
         values = table[column].astype(float)
-        ax.bar(range(len(values)), values.fillna(0).values, color=palette[:len(values)] * 2)
+        ax.bar(range(len(values)), values.fillna(0).values, color=colors)
         ax.set_xticks(range(len(values)), [str(i) for i in values.index], rotation=20, fontsize=8)
         ax.set_ylim(0, 1.1)
         ax.set_title(column, fontsize=10)
@@ -166,7 +191,6 @@ def plot_probe_rates(rates: pd.DataFrame) -> plt.Figure:
     """Grouped bars: the support rate on topic and per probe topic, one bar per column of probe_rates, with its
     95 % interval."""
     names, groups = list(dict.fromkeys(rates["column"])), list(dict.fromkeys(rates["rows"]))
-    palette = ["#9e9e9e", "#5c8dd6", "#c62828", "#2e7d32", "#e07a3f", "#b07cc6"]
     width = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(10, 3.4))
     for i, name in enumerate(names):
@@ -174,7 +198,7 @@ def plot_probe_rates(rates: pd.DataFrame) -> plt.Figure:
         errors = [(part["rate"] - part["low"]).clip(lower=0).fillna(0),
                   (part["high"] - part["rate"]).clip(lower=0).fillna(0)]
         ax.bar([g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))], part["rate"], width,
-               yerr=errors, capsize=2, color=palette[i % len(palette)], label=name)
+               yerr=errors, capsize=2, color=color_of(name.split(",")[-1], i), label=name)
     ax.set_xticks(range(len(groups)), groups, fontsize=9)
     ax.axvline(0.5, color="#444", linewidth=0.8)  # on topic | out of topic
     ax.set_ylim(0, 1.05)
