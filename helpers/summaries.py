@@ -18,7 +18,7 @@ TROUBLE = {
                         "fewer epochs or a lower learning rate, and read the answers"),
     "repetition": (+1, "more repeated text (looping)", "fewer epochs, a lower learning rate or a larger β"),
     "ended_rate": (-1, "fewer answers ending by themselves (rambling to the token limit)",
-                   "fewer epochs, or a loss with an SFT term on the chosen answer"),
+                   "fewer epochs, a larger β, or a larger SFT term on the chosen answer (`loss_weights`)"),
 }
 
 
@@ -29,21 +29,33 @@ def _number(value) -> float:
 
 def trouble_signs(start: Mapping[str, float], end: Mapping[str, float], step: float = STEP) -> list[str]:
     """The glossary's trouble signs from start to end, each with its values and what to try; [] when none shows."""
-    found = []
-    for name, (sign, meaning, remedy) in TROUBLE.items():
+    return [f"`{name}` {before:.2f} → {after:.2f}: {TROUBLE[name][1]}; try {TROUBLE[name][2]}"
+            for name, (before, after) in _changes(start, end, step).items()]
+
+
+def _changes(start: Mapping[str, float], end: Mapping[str, float], step: float = STEP) -> dict:
+    """{measurement: (before, after)} for each TROUBLE measurement that moved the wrong way by more than step."""
+    found = {}
+    for name, (sign, _, _) in TROUBLE.items():
         before, after = _number(start.get(name)), _number(end.get(name))
         if not math.isnan(before) and not math.isnan(after) and sign * (after - before) > step:
-            found.append(f"`{name}` {before:.2f} → {after:.2f}: {meaning}; try {remedy}")
+            found[name] = (before, after)
     return found
 
 
-def _trouble_text(troubles: dict[str, list[str]]) -> str:
-    """One sentence per run with trouble signs, or the statement that none showed."""
-    if not any(troubles.values()):
-        return (f"No run shows a trouble sign of the {GLOSSARY} against its start (`judge_abstained` and "
-                "`repetition` up, `ended_rate` down by more than 0.05); read the answers all the same.")
-    lines = [f"**Trouble signs** ({GLOSSARY}):"]
-    lines += [f"- {name}: " + "; ".join(signs) + "." for name, signs in troubles.items() if signs]
+def _trouble_text(pairs: dict[str, tuple[Mapping, Mapping]]) -> str:
+    """The trouble signs of several runs, one line per measurement naming the runs that show it, or the statement
+    that none showed. pairs: {run name: (its start's measurements, its own)}."""
+    changes = {run: _changes(start, end) for run, (start, end) in pairs.items()}
+    if not any(changes.values()):
+        return (f"No run shows a trouble sign of the {GLOSSARY} against its start (`judge_abstained` or "
+                "`repetition` up, `ended_rate` down, by more than 0.05); read the answers all the same.")
+    lines = [f"**Trouble signs** ({GLOSSARY}), against each run's start:"]
+    for name, (_, meaning, remedy) in TROUBLE.items():
+        runs = [f"{run} ({found[name][0]:.2f} → {found[name][1]:.2f})" for run, found in changes.items()
+                if name in found]
+        if runs:
+            lines.append(f"- `{name}`, {meaning}: {', '.join(runs)}. Try {remedy}.")
     return "\n".join(lines)
 
 
@@ -67,8 +79,7 @@ def variants_summary(table: pd.DataFrame) -> str:
         f"- Training took {seconds.min():.1f} s ({seconds.idxmin()}, fastest) to {seconds.max():.1f} s "
         f"({seconds.idxmax()}, slowest).",
     ]
-    troubles = {name: trouble_signs(start, row) for name, row in runs.iterrows()}
-    return "\n".join(lines) + "\n\n" + _trouble_text(troubles)
+    return "\n".join(lines) + "\n\n" + _trouble_text({name: (start, row) for name, row in runs.iterrows()})
 
 
 def sweep_text(table: pd.DataFrame) -> str:
@@ -84,12 +95,10 @@ def sweep_text(table: pd.DataFrame) -> str:
     text = (f"DPO's held-out `support_rate`, mean over {seeds} seed(s): {rate.iloc[0]:.2f} at ratio "
             f"{rate.index[0]:g}, {rate.iloc[-1]:.2f} at ratio {rate.index[-1]:g} (the SFT models: "
             f"{means['sft_support_rate'].mean():.2f}); {shape}.")
-    troubles = {}
-    for ratio, row in means.iterrows():
-        sft = {k[4:]: v for k, v in row.items() if k.startswith("sft_")}
-        dpo = {k[4:]: v for k, v in row.items() if k.startswith("dpo_")}
-        troubles[f"ratio {ratio:g}"] = trouble_signs(sft, dpo)
-    return text + "\n\n" + _trouble_text(troubles)
+    pairs = {f"ratio {ratio:g}": ({k[4:]: v for k, v in row.items() if k.startswith("sft_")},
+                                  {k[4:]: v for k, v in row.items() if k.startswith("dpo_")})
+             for ratio, row in means.iterrows()}
+    return text + "\n\n" + _trouble_text(pairs)
 
 
 def questions_text(answers: pd.DataFrame, metric: str = "support_rate") -> str:
@@ -118,23 +127,25 @@ def leak_text(leak: pd.DataFrame, on_topic: str = "support_rate", unrelated: str
     moved = [f"{name.split('/', 1)[1]} ({r['difference']:+.2f})" for name, r in topics.iterrows() if r["tells_apart"]]
     still = [name.split("/", 1)[1] for name, r in topics.iterrows() if not r["tells_apart"]]
     text = (f"Ratio 1 minus ratio 0 on the held-out prompts: {rows.loc[on_topic, 'difference']:+.2f}. The probes "
-            f"moved on {', '.join(moved) if moved else 'no topic'}; this data cannot tell "
-            f"{', '.join(still) if still else 'no topic'} apart.")
+            f"moved on {' and '.join(moved) if moved else 'no topic'}"
+            + (f"; on {' and '.join(still)} this data cannot tell the two ratios apart." if still else ".") )
     if any(m.startswith(unrelated) for m in moved):
         text += (f" The `{unrelated}` topic moved too: the model learned a way of answering rather than a view on "
                  "the topic; compare fewer epochs or a smaller data_size.")
     return text
 
 
-def scratch_text(comparison: pd.DataFrame, losses: list[float], tolerance: float) -> str:
-    """06's result: how closely hand and TRL agreed, how our loss moved, and whether the rewards show a trouble sign."""
+def scratch_text(comparison: pd.DataFrame, steps: int, tolerance: float) -> str:
+    """06's result: how closely hand and TRL agreed, how the loss on the batch moved from ln 2 after our steps, and
+    whether the rewards show a trouble sign."""
     exact = comparison.loc["loss":"rewards/accuracies", "abs diff"]
     agree = bool((exact < tolerance).all())
+    loss = comparison.loc["loss", "TRL"]
     chosen, rejected = comparison.loc["rewards/chosen", "TRL"], comparison.loc["rewards/rejected", "TRL"]
     text = (f"By hand and in TRL, the loss and the four reward numbers {'agree' if agree else 'do NOT agree'} within "
-            f"{tolerance:g} (largest gap {exact.max():.1e}). Our {len(losses)} steps took the loss from "
-            f"{losses[0]:.4f} to {comparison.loc['loss', 'TRL']:.4f}: `rewards/chosen` {chosen:+.3f}, "
-            f"`rewards/rejected` {rejected:+.3f}.")
+            f"{tolerance:g} (largest gap {exact.max():.1e}). After our {steps} steps the loss on this batch "
+            f"{'fell' if loss < math.log(2) else 'did not fall'} from ln 2 ≈ 0.6931 to {loss:.4f}: "
+            f"`rewards/chosen` {chosen:+.3f}, `rewards/rejected` {rejected:+.3f}.")
     if chosen < 0 and rejected < chosen:
         text += (f" Both rewards are below 0: the chosen answer was pushed down too, its probability going "
                  f"elsewhere (a trouble sign in the {GLOSSARY}); try fewer steps, a lower learning rate or a larger β.")

@@ -35,17 +35,19 @@ def test_variants_summary_names_the_fastest_slowest_highest_and_lowest():
 def test_variants_summary_flags_looping_and_abstentions_with_what_to_try():
     text = variants_summary(_variants(dpo=dict(repetition=0.60, judge_abstained=0.40), kto=dict(ended_rate=0.5)))
     assert "Trouble signs" in text and "No run shows" not in text
-    dpo_line = next(line for line in text.splitlines() if line.startswith("- dpo:"))
-    assert "`repetition` 0.30 → 0.60" in dpo_line and "`judge_abstained` 0.10 → 0.40" in dpo_line
-    assert "try fewer epochs" in dpo_line
-    assert "`ended_rate` 1.00 → 0.50" in next(line for line in text.splitlines() if line.startswith("- kto:"))
-    assert not any(line.startswith("- orpo:") for line in text.splitlines())
+    lines = text.splitlines()
+    repetition = next(line for line in lines if line.startswith("- `repetition`"))
+    assert "dpo (0.30 → 0.60)" in repetition and "orpo" not in repetition and "Try fewer epochs" in repetition
+    assert "dpo (0.10 → 0.40)" in next(line for line in lines if line.startswith("- `judge_abstained`"))
+    assert "kto (1.00 → 0.50)" in next(line for line in lines if line.startswith("- `ended_rate`"))
+    assert not any("orpo (" in line for line in lines if line.startswith("- `"))
 
 
 def test_trouble_signs_read_each_measurement_in_its_own_direction():
     start = dict(judge_abstained=0.1, repetition=0.3, ended_rate=0.9)
     assert trouble_signs(start, dict(judge_abstained=0.0, repetition=0.1, ended_rate=1.0)) == []  # all improved
-    assert len(trouble_signs(start, dict(judge_abstained=0.2, repetition=0.4, ended_rate=0.8))) == 3
+    signs = trouble_signs(start, dict(judge_abstained=0.2, repetition=0.4, ended_rate=0.8))
+    assert len(signs) == 3 and signs[2].startswith("`ended_rate` 0.90 → 0.80: fewer answers ending")
     assert trouble_signs(start, dict(repetition=0.33)) == []  # within the step
 
 
@@ -61,7 +63,7 @@ def test_sweep_text_reports_the_ends_and_whether_it_rose_at_every_step():
     assert "0.40 at ratio 0, 0.80 at ratio 1" in text and "rose at every step" in text and "2 seed(s)" in text
     bumpy = sweep_text(_sweep([0.4, 0.3, 0.8], dpo_repetition=0.7))
     assert "did not rise at every step (it fell 1 time(s) of 2)" in bumpy
-    assert "- ratio 1: `repetition` 0.30 → 0.70" in bumpy
+    assert "- `repetition`, more repeated text (looping): ratio 1 (0.30 → 0.70)." in bumpy
 
 
 def _questions(n_seeds: int) -> pd.DataFrame:
@@ -82,7 +84,7 @@ def test_leak_text_warns_when_the_unrelated_topic_moves():
                          dict(metric="probe_support_rate/novels", difference=0.5, tells_apart=True),
                          dict(metric="probe_support_rate/unrelated", difference=-0.2, tells_apart=False)])
     text = leak_text(leak)
-    assert "+0.30" in text and "moved on novels (+0.50)" in text and "cannot tell unrelated apart" in text
+    assert "+0.30" in text and "moved on novels (+0.50); on unrelated this data cannot tell" in text
     assert "way of answering" not in text
     leak.loc[2, "tells_apart"] = True
     assert "way of answering" in leak_text(leak)
@@ -92,11 +94,13 @@ def test_scratch_text_says_whether_hand_and_trl_agree_and_flags_both_rewards_dow
     comparison = pd.DataFrame({"TRL": [0.4, 0.25, -0.4, 0.65, 1.0], "abs diff": [1e-7, 1e-7, 1e-7, 1e-7, 0.0]},
                               index=["loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
                                      "rewards/accuracies"])
-    text = scratch_text(comparison, [0.6931, 0.5], 1e-5)
-    assert "agree within 1e-05" in text and "from 0.6931 to 0.4000" in text and "pushed down" not in text
+    text = scratch_text(comparison, 3, 1e-5)
+    assert "agree within 1e-05" in text and "After our 3 steps the loss on this batch fell from ln 2" in text
+    assert "to 0.4000" in text and "pushed down" not in text
     comparison.loc["rewards/chosen", "TRL"], comparison.loc["loss", "abs diff"] = -0.3, 1e-3
-    text = scratch_text(comparison, [0.6931, 0.5], 1e-5)
-    assert "do NOT agree" in text and "pushed down too" in text
+    comparison.loc["loss", "TRL"] = 0.8
+    text = scratch_text(comparison, 3, 1e-5)
+    assert "did not fall" in text and "do NOT agree" in text and "pushed down too" in text
 
 
 def test_export_text_carries_the_runs_trouble_signs():
