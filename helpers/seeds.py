@@ -17,6 +17,7 @@ import pandas as pd
 
 from helpers.errors import UserError
 from helpers.files import read_json, write_json_atomic
+from helpers.progress import Lap, headline_figures, progress_line
 from helpers.row_values import ROW_METRICS, load_row_values, metric_rows
 from helpers.runs import COMPLETE_MARKER, RunConfig, check_run_request, hold_folder, is_same_run, load_inputs
 from helpers.stats import Difference, describe_seeds, paired_difference
@@ -101,12 +102,14 @@ def ensure_runs(configs: list[RunConfig], runs_dir: Path, overwrite: bool = Fals
                 report=None) -> list[tuple[RunConfig, Path, dict, bool]]:
     """(config, folder, metrics, reused) per config: a complete run in runs_dir with the same settings is loaded,
     the others are made from one Prepared per seed (base and SFT measured once, SFT from its cache), made only when
-    a run is missing, and freed before the next seed's. report(config, folder, metrics, reused) is called as each
-    one is ready."""
+    a run is missing, and freed before the next seed's. As each one is ready, echo gets one progress line (which of
+    how many, its knobs, the seconds it took, its DPO support rates) and report(config, folder, metrics, reused) is
+    called."""
     from helpers.pipeline import ensure_dpo_run, prepare
 
-    found, current, n_rows = {}, (None, None), {}
-    for index in sorted(range(len(configs)), key=lambda i: configs[i].seed):  # one seed's runs, then the next's
+    found, current, n_rows, lap = {}, (None, None), {}, Lap()
+    order = sorted(range(len(configs)), key=lambda i: configs[i].seed)  # one seed's runs, then the next's
+    for done, index in enumerate(order, 1):
         config = configs[index]
         key = _prepare_key(config)
         if repr(key) not in n_rows:  # how many labelled rows the run's name counts
@@ -119,9 +122,19 @@ def ensure_runs(configs: list[RunConfig], runs_dir: Path, overwrite: bool = Fals
                 current = (None, None)  # free the last seed's models first
                 current = (key, prepare(key, echo=lambda _: None))
             found[index] = (config, folder, *ensure_dpo_run(current[1], config, folder, overwrite=overwrite, echo=echo))
+        echo(run_progress_line(done, len(configs), *found[index], seconds=lap()))
         if report is not None:
             report(*found[index])
     return [found[i] for i in range(len(configs))]
+
+
+def run_progress_line(done: int, total: int, config: RunConfig, folder: Path, metrics: dict, reused: bool,
+                      seconds: float) -> str:
+    """One run's progress line: its knobs, the seconds it took (loading or training) and its DPO support rates."""
+    name = (f"ratio {config.support_ratio:g} epochs {config.num_epoch:g} size {metrics.get('n_train_pairs', '?')} "
+            f"seed {config.seed}")
+    return progress_line(done, total, name, seconds, headline_figures(metrics["stages"].get("dpo", {})),
+                         "saved run, loaded" if reused else "")
 
 
 # --- summarising and comparing -------------------------------------------------------------------------------

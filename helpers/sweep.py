@@ -15,7 +15,7 @@ from helpers.pipeline import RunConfig, ensure_dpo_run, hold_folder
 from helpers.seeds import ensure_runs, json_records, summarize_runs
 
 STAGE_COLUMNS = ("support_rate", "generated_support_rate", "probe_support_rate", "pair_accuracy", "mean_margin",
-                 "mean_answer_chars", "repetition")
+                 "mean_answer_chars", "repetition", "judge_abstained", "ended_rate")
 KNOB_COLUMNS = ("num_epoch", "data_size", "support_ratio")  # what makes a point; its seeds are summarised together
 SUMMARY_METRICS = ("support_rate", "generated_support_rate", "probe_support_rate", "pair_accuracy", "repetition")
 
@@ -38,7 +38,8 @@ def run_sweep(profile: str | None, ratios: list[float], out_dir: Path, num_epoch
 
     Each point is a run folder in runs_dir (default out_dir/runs); a point whose folder already holds a complete run
     with the same settings is reused, not retrained, unless overwrite. With a homework, every point is that course's
-    run (its split, seed, held-out rows and result file; profile None: the course's model).
+    run (its split, seed, held-out rows and result file; profile None: the course's model). echo gets one line per
+    run as it is ready: which of how many, its knobs, its seconds and its DPO support rates.
     """
     out_dir = Path(out_dir)
     with hold_folder(out_dir):  # a second sweep into out_dir is refused while this one runs
@@ -59,14 +60,8 @@ def _run_sweep(ratios: list[float], out_dir: Path, num_epochs: list[float], data
     configs = [RunConfig(support_ratio=ratio, num_epoch=epochs, data_size=size, beta=beta, seed=seed, **shared)
                for seed in seeds for epochs, size, ratio in itertools.product(num_epochs, data_sizes, ratios)]
 
-    def report(config: RunConfig, folder: Path, metrics: dict, reused: bool) -> None:
-        record = sweep_record(config, metrics, reused)
-        echo(f"ratio {config.support_ratio:g} epochs {config.num_epoch:g} size {record['data_size']} seed "
-             f"{config.seed}: support_rate {record.get('dpo_support_rate', float('nan')):.2f}"
-             f"{' (saved run)' if reused else ''}")
-
     records = [{**sweep_record(config, metrics, reused), "run": folder.name}
-               for config, folder, metrics, reused in ensure_runs(configs, runs_dir, overwrite, echo, report)]
+               for config, folder, metrics, reused in ensure_runs(configs, runs_dir, overwrite, echo)]
     table = pd.DataFrame(records)
     summary = sweep_summary(table, runs_dir)
     write_json_atomic(out_dir / "sweep.json", {"points": records, "summary": json_records(summary),

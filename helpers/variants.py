@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from transformers import PreTrainedTokenizerBase
 from helpers.config import Profile
 from helpers.models import adapter_config
 from helpers.notebook import set_seed
+from helpers.progress import Lap, headline_figures, progress_line
 from helpers.training import TrainResult, common_args, run_trainer, train_dpo
 
-COLUMNS = ("support_rate", "generated_support_rate", "mean_answer_chars", "repetition", "train_seconds")
+COLUMNS = ("support_rate", "generated_support_rate", "judge_abstained", "mean_answer_chars", "repetition",
+           "ended_rate", "train_seconds")
 
 
 @dataclass(frozen=True)
@@ -132,19 +135,22 @@ def train_variant(name: str, start_model: torch.nn.Module, tokenizer: PreTrained
 
 
 def compare_variants(prepared, pairs: Dataset, names: list[str] | None = None, num_epochs: float = 3,
-                     seed: int = 0) -> pd.DataFrame:
+                     seed: int = 0, echo: Callable[[str], None] = print) -> pd.DataFrame:
     """Train every variant's own adapter on the prepared start model (taken off again after it is measured); one row
     per variant.
 
     The first row is the starting point (SFT, or base without SFT). The answers to the test prompts and the
-    training logs are kept in table.attrs["answers"] and table.attrs["logs"], by variant.
+    training logs are kept in table.attrs["answers"] and table.attrs["logs"], by variant. echo gets one line per
+    variant as it is measured: which of how many, its name, the seconds it took and its support rates.
     """
     from helpers.pipeline import measure_stage
 
     start = prepared.stages.get("sft", prepared.stages["base"])
     rows = {"sft (start)": {**start.metrics, "train_seconds": 0.0, "steps": 0}}
     answers, logs = {"sft (start)": start.answers}, {}
-    for name in names or list(VARIANTS):
+    names = list(names or VARIANTS)
+    for done, name in enumerate(names, 1):
+        lap = Lap()
         set_seed(seed)
         with tempfile.TemporaryDirectory() as scratch:
             result = train_variant(name, prepared.start_model, prepared.tokenizer, pairs, prepared.profile, scratch,
@@ -152,9 +158,11 @@ def compare_variants(prepared, pairs: Dataset, names: list[str] | None = None, n
         stage = measure_stage(result.model, prepared.tokenizer, prepared.inputs, prepared.profile, prepared.judge)
         rows[name] = {**stage.metrics, "train_seconds": result.seconds, "steps": result.steps}
         answers[name], logs[name] = stage.answers, result.log_history
+        echo(progress_line(done, len(names), name, lap(), headline_figures(stage.metrics)))
         prepared.release(result.model)
         del result
-    table = pd.DataFrame(rows).T[list(COLUMNS) + ["steps"]].astype(float)
+    frame = pd.DataFrame(rows).T
+    table = frame[[c for c in COLUMNS if c in frame] + ["steps"]].astype(float)
     table.index.name = "variant"
     table.attrs.update(answers=answers, logs=logs)
     return table

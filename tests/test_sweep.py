@@ -20,8 +20,9 @@ PROBE_TOPICS = ("novels-to-film", "games-to-film", "remakes", "unrelated")
 @pytest.fixture(scope="module")
 def first_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    table = run_sweep("tiny", [0.0, 1.0], out, num_epochs=[1], data_sizes=[8], echo=lambda _: None)
-    return out, table
+    lines = []
+    table = run_sweep("tiny", [0.0, 1.0], out, num_epochs=[1], data_sizes=[8], echo=lines.append)
+    return out, table, lines
 
 
 def _metrics_files(out):
@@ -29,7 +30,7 @@ def _metrics_files(out):
 
 
 def test_sweep_writes_one_run_per_point(first_sweep):
-    out, table = first_sweep
+    out, table, _ = first_sweep
     assert list(table["support_ratio"]) == [0.0, 1.0] and not table["reused"].any()
     assert sorted(_metrics_files(out)) == ["tiny_epoch-1_size-8_ratio-0", "tiny_epoch-1_size-8_ratio-1"]
     saved = json.loads((out / "sweep.json").read_text())
@@ -37,17 +38,28 @@ def test_sweep_writes_one_run_per_point(first_sweep):
     assert (table["sft_support_rate"] == table["sft_support_rate"].iloc[0]).all()  # one SFT model for all points
 
 
+def test_each_run_prints_one_progress_line(first_sweep):
+    _, table, lines = first_sweep
+    progress = [line for line in lines if line.startswith("run ")]
+    assert len(progress) == 2
+    for done, (line, rate) in enumerate(zip(progress, table["dpo_support_rate"]), 1):
+        assert line.startswith(f"run {done}/2: ratio {table['support_ratio'][done - 1]:g} epochs 1 size 8 seed 0: ")
+        assert f"held-out support_rate {rate:.2f}" in line and " s, " in line
+
+
 def test_a_second_sweep_reuses_saved_points(first_sweep):
-    out, table = first_sweep
+    out, table, _ = first_sweep
     before = _metrics_files(out)
-    again = run_sweep("tiny", [0.0, 1.0], out, num_epochs=[1], data_sizes=[8], echo=lambda _: None)
+    lines = []
+    again = run_sweep("tiny", [0.0, 1.0], out, num_epochs=[1], data_sizes=[8], echo=lines.append)
     assert again["reused"].all()
+    assert len(lines) == 2 and all(line.endswith("(saved run, loaded)") for line in lines)
     assert list(again["dpo_support_rate"]) == list(table["dpo_support_rate"])
     assert _metrics_files(out) == before  # nothing was retrained or rewritten
 
 
 def test_overwrite_retrains_and_other_settings_are_kept_aside(first_sweep):
-    out, _ = first_sweep
+    out, _, _ = first_sweep
     folder = out / "runs" / "tiny_epoch-1_size-8_ratio-1"
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "beta": 0.5}))  # as if made with another beta
@@ -69,7 +81,7 @@ def test_parse_numbers():
 
 
 def test_runs_keep_per_row_values_that_give_their_metrics(first_sweep):
-    out, _ = first_sweep
+    out, _, _ = first_sweep
     for folder in sorted((out / "runs").glob("tiny_epoch-1_size-8_ratio-?")):
         metrics, tables = json.loads((folder / "metrics.json").read_text()), load_row_values(folder)
         assert set(tables) == set(metrics["stages"]) == {"base", "sft", "dpo"}
@@ -84,7 +96,7 @@ def test_runs_keep_per_row_values_that_give_their_metrics(first_sweep):
 
 
 def test_sweep_summary_is_reproducible_and_the_plot_draws_intervals(first_sweep):
-    out, table = first_sweep
+    out, table, _ = first_sweep
     summary = sweep_summary(table, out / "runs")
     assert summary.equals(sweep_summary(table, out / "runs"))
     rates = summary[(summary["stage"] == "dpo") & (summary["metric"] == "support_rate")]
@@ -96,7 +108,7 @@ def test_sweep_summary_is_reproducible_and_the_plot_draws_intervals(first_sweep)
 
 
 def test_a_run_saved_before_per_row_values_still_summarises(first_sweep, tmp_path):
-    out, _ = first_sweep
+    out, _, _ = first_sweep
     old = {}
     for ratio in ("0", "1"):
         old[ratio] = shutil.copytree(out / "runs" / f"tiny_epoch-1_size-8_ratio-{ratio}", tmp_path / ratio)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ from helpers import data
 from helpers.models import load_tokenizer
 from helpers.pipeline import get_sft_model
 from helpers.training import prepare_for_dpo
+from helpers import pipeline, variants
+from helpers.training import TrainResult
 from helpers.variants import VARIANTS, resolved_settings, train_variant, unpair_for_kto, variant_table
 
 # The first logged loss is computed before any update, while the new adapter is a no-op (policy == reference), so every
@@ -97,3 +100,29 @@ def test_unknown_variant_lists_the_known_ones(start, tiny_profile, tmp_path):
     model, tokenizer, pairs = start
     with pytest.raises(KeyError, match="known: default, dpo"):
         train_variant("simpo", model, tokenizer, pairs, tiny_profile, tmp_path)
+
+
+def test_compare_variants_prints_one_line_per_variant(monkeypatch):
+    """Training and measuring replaced by stand-ins: the loop, its table and its progress lines, in milliseconds."""
+    measured = {"dpo": 0.7, "orpo": 0.4}
+    trained = []
+
+    def fake_train(name, *args, **kwargs):
+        trained.append(name)
+        return TrainResult(model=name, seconds=1.5, steps=3)
+
+    def fake_measure(model, *args, **kwargs):
+        return SimpleNamespace(metrics={"support_rate": measured[model], "generated_support_rate": 0.5,
+                                        "repetition": 0.3}, answers=[model])
+
+    monkeypatch.setattr(variants, "train_variant", fake_train)
+    monkeypatch.setattr(pipeline, "measure_stage", fake_measure)
+    start = SimpleNamespace(metrics={"support_rate": 0.5, "generated_support_rate": 0.5, "repetition": 0.3},
+                            answers=["start"])
+    prepared = SimpleNamespace(stages={"base": start, "sft": start}, start_model=None, tokenizer=None, profile=None, inputs=None,
+                               judge=None, release=lambda model: None)
+    lines = []
+    table = variants.compare_variants(prepared, pairs=None, names=["dpo", "orpo"], echo=lines.append)
+    assert trained == ["dpo", "orpo"] and list(table.index) == ["sft (start)", "dpo", "orpo"]
+    assert len(lines) == 2 and lines[0].startswith("run 1/2: dpo: ") and lines[1].startswith("run 2/2: orpo: ")
+    assert "held-out support_rate 0.70, judge support 0.50" in lines[0] and "support_rate 0.40" in lines[1]
