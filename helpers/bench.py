@@ -259,9 +259,6 @@ def bench_table(report: dict):
         rows["measuring: fp32 ÷ bf16 autocast seconds"] = measured["speedup_bf16_vs_fp32"]
         rows["measuring: rows preferring the same answer as fp32"] = measured["same_preferred_share"]
         rows["measuring: largest change of a support−oppose gap (nats)"] = measured["max_gap_change_nats"]
-    if "all_logits_seconds" in measured:
-        rows["measuring: logits at every position ÷ from the first answer token (seconds)"] = (
-            measured["speedup_kept_vs_all_logits"])
     ref = report.get("reference_pass")
     if ref:
         rows[f"DPO reference pass, batch {ref['batch']} / {ref['training_batch']} (s)"] = (

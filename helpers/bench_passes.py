@@ -1,6 +1,5 @@
 """The bench's no-gradient passes, each beside the path it replaced: the held-out rows' log-probs (CPU bf16 autocast
-against fp32, logits from the first answer token against every position) and DPO's reference pass (a larger batch
-against the training batch)."""
+against fp32) and DPO's reference pass (a larger batch against the training batch)."""
 
 from __future__ import annotations
 
@@ -24,16 +23,12 @@ def without_autocast(model):
 
 
 def measuring(profile, model, tokenizer, rows: list[dict]) -> dict:
-    """Seconds to score the held-out rows' two answers (log-probs): as a run does, with logits at every position
-    (DPO_ALL_LOGITS=on) and, where the profile uses CPU bf16 autocast, in fp32; and how far the gaps moved."""
-    from helpers.evaluation import ALL_LOGITS, stance_logps
+    """Seconds to score the held-out rows' two answers (log-probs), with the profile's precision and, where it uses
+    CPU bf16 autocast, in fp32; and how far the per-row support-minus-oppose gaps moved."""
+    from helpers.evaluation import stance_logps
 
     table, seconds = timed(stance_logps, model, tokenizer, rows, profile.system_prompt)
-    with mock.patch.dict(os.environ, {ALL_LOGITS: "on"}):
-        every, every_seconds = timed(stance_logps, model, tokenizer, rows, profile.system_prompt)
-    report = {"rows": len(rows), "seconds": round(seconds, 2), "all_logits_seconds": round(every_seconds, 2),
-              "speedup_kept_vs_all_logits": round(every_seconds / seconds, 2),
-              "all_logits_max_change_nats": round(float((table.support_logp - every.support_logp).abs().max()), 4)}
+    report = {"rows": len(rows), "seconds": round(seconds, 2)}
     if getattr(model, AUTOCAST_MARK, False):
         with without_autocast(model):
             fp32, fp32_seconds = timed(stance_logps, model, tokenizer, rows, profile.system_prompt)

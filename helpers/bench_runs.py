@@ -68,8 +68,8 @@ FP32 = {"DPO_CPU_BF16": "off"}
 
 def earlier_path(profile) -> dict[str, str]:
     """The switches that turn every speed-up off: the path they replaced (fp32 on the CPU, the base model measured in
-    every run, logits at every position when measuring, the reference pass in training-sized batches)."""
-    return {**FP32, "DPO_MEASURE_CACHE": "off", "DPO_ALL_LOGITS": "on", "DPO_REF_BATCH": str(profile.batch_size)}
+    every run, the reference pass in training-sized batches)."""
+    return {**FP32, "DPO_MEASURE_CACHE": "off", "DPO_REF_BATCH": str(profile.batch_size)}
 
 
 def timed_run(profile_name: str, cache: Path, out: Path, switches: dict | None = None, ratio: float = 1.0,

@@ -3,9 +3,7 @@ implicit reward against the reference, a small stance judge for generated answer
 
 from __future__ import annotations
 
-import inspect
 import math
-import os
 import unicodedata
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -21,12 +19,10 @@ from helpers.templates import chat_messages, encode_prompt_completion, render_pr
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-ALL_LOGITS = "DPO_ALL_LOGITS"  # "on": measuring computes logits at every position, as before (bench compares)
-
 
 @torch.no_grad()
 def _scored(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], pad_id: int,
-            batch_size: int, keep_all: bool = False) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Summed log-probability of each completion (token ids) after its prompt (token ids), and its token count.
 
     A token's log-probability is its logit minus the log-sum-exp of its row, taken one sequence at a time in fp32:
@@ -55,28 +51,17 @@ def _scored(model: torch.nn.Module, encoded: list[tuple[list[int], list[int]]], 
             attention[row, :len(p) + len(c)] = 1
             completion[row, len(p):len(p) + len(c)] = True
         input_ids, attention, completion = input_ids.to(device), attention.to(device), completion.to(device)
-        # logits only from the position before the batch's first completion token on: the prompts' other positions
-        # predict nothing that is scored (the same sums, fewer vocabulary-wide products; `keep_all` for the bench)
-        keep_all = keep_all or os.environ.get(ALL_LOGITS, "").lower() == "on"
-        first = 1 if keep_all else max(1, min(len(p) for p, _ in batch))
-        keep = {} if keep_all or not keeps_logits(model) else {"logits_to_keep": length - first + 1}
         with autocast_for(model):  # bf16 products on a CPU with bf16 units (the sums below stay fp32)
-            logits = model(input_ids=input_ids, attention_mask=attention, **keep).logits[:, -(length - first + 1):-1]
-        targets = input_ids[:, first:]
+            logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+        targets = input_ids[:, 1:]
         picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1).float()
         norms = torch.stack([torch.logsumexp(row.float(), dim=-1) for row in logits])
-        mask = completion[:, first:]
+        mask = completion[:, 1:]
         sums.append(((picked - norms) * mask).sum(-1).cpu())
         counts.append(mask.sum(-1).cpu())
         del logits
     model.train(was_training)
     return torch.cat(sums).numpy().astype(np.float64), torch.cat(counts).numpy()
-
-
-def keeps_logits(model: torch.nn.Module) -> bool:
-    """Whether the model's forward takes `logits_to_keep` (transformers' causal LMs do; seen through PEFT's wrapper)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
 def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -362,18 +362,3 @@ def test_gpu_check_plans_what_the_card_should_get(fake_gpu, capability, precisio
     assert plan["precision"] == precision and plan["expected_attention"] == kernels
     assert plan["estimate_gib"]["total"] > 0
     assert json.dumps(plan)  # written to gpu_check.json as it is
-
-
-def test_log_probs_from_the_first_completion_position_equal_those_from_every_position(tiny):
-    """_scored asks the model for logits from the batch's first completion position on: the same sums and counts."""
-    from helpers.evaluation import _scored, keeps_logits
-
-    model, tokenizer = tiny
-    rows = data.load_homework()[:10]
-    encoded = [(tokenizer(r["prompt"])["input_ids"], tokenizer(r["support"])["input_ids"]) for r in rows]
-    assert keeps_logits(model)
-    kept, kept_counts = _scored(model, encoded, 0, batch_size=4)
-    full, full_counts = _scored(model, encoded, 0, batch_size=4, keep_all=True)
-    assert list(kept_counts) == list(full_counts) == [len(a) for _, a in encoded]
-    assert kept == pytest.approx(full, abs=1e-4)
-    assert min(len(p) for p, _ in encoded) > 5  # so the kept logits are fewer than the full ones
