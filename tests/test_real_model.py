@@ -57,12 +57,12 @@ def test_another_version_of_the_package_is_refused(monkeypatch, tmp_path):
         real_model.checked_gguf_file(WEIGHTS)
 
 
-def test_the_auto_profile_stays_tiny_on_a_cpu(monkeypatch):
+def test_the_auto_profile_is_the_real_model_on_a_cpu(monkeypatch):
     from helpers import config
 
     monkeypatch.delenv("DPO_PROFILE", raising=False)
     monkeypatch.setattr(config, "has_gpu", lambda: False)
-    assert config.resolve_profile_name("auto") == "tiny"
+    assert config.resolve_profile_name("auto") == "smollm2-135m" == config.load_profile("auto").name
     assert load_profile("smollm2-135m").languages == ("en",) and not load_profile("smollm2-135m").needs_gpu
 
 
