@@ -64,6 +64,17 @@ def _moved(value: float, start: float, step: float = STEP) -> str:
     return "rose" if value - start > step else "fell" if start - value > step else "stayed within 0.05 of the start"
 
 
+def _extremes(values: pd.Series) -> str:
+    """"highest: a, b (0.92), lowest: c (0.88)", every name tied at a value listed; "all N: 1.00" when all are equal."""
+    if round(values.max(), 2) == round(values.min(), 2):
+        return f"all {len(values)} at {values.max():.2f}"
+
+    def named(value: float) -> str:
+        return ", ".join(str(name) for name in values.index[values.round(3) == round(value, 3)]) + f" ({value:.2f})"
+
+    return f"highest: {named(values.max())}, lowest: {named(values.min())}"
+
+
 def variants_summary(table: pd.DataFrame) -> str:
     """08's closing lines from compare_variants' table: support rates, time, and each variant's trouble signs."""
     start, runs = table.iloc[0], table.iloc[1:]
@@ -73,9 +84,9 @@ def variants_summary(table: pd.DataFrame) -> str:
     lines = [
         f"- Held-out `support_rate` (the share of held-out prompts whose support answer the model finds more likely) "
         f"rose above the start's {start['support_rate']:.2f} for {up} of {len(runs)} variants and fell below it for "
-        f"{down}; highest: {rate.idxmax()} ({rate.max():.2f}), lowest: {rate.idxmin()} ({rate.min():.2f}).",
-        f"- The judge read the most answers as support after {judge.idxmax()} ({judge.max():.2f}) and the fewest "
-        f"after {judge.idxmin()} ({judge.min():.2f}); the start: {start['generated_support_rate']:.2f}.",
+        f"{down}; {_extremes(rate)}.",
+        f"- The judge's share of support answers: {_extremes(judge)}; the start: "
+        f"{start['generated_support_rate']:.2f}.",
         f"- Training took {seconds.min():.1f} s ({seconds.idxmin()}, fastest) to {seconds.max():.1f} s "
         f"({seconds.idxmax()}, slowest).",
     ]

@@ -28,8 +28,16 @@ def test_variants_summary_names_the_fastest_slowest_highest_and_lowest():
     assert "1.2 s (kto, fastest) to 9.5 s (orpo, slowest)" in text
     assert "rose above the start's 0.50 for 2 of 3 variants and fell below it for 1" in text
     assert "highest: dpo (0.70), lowest: orpo (0.45)" in text
-    assert "most answers as support after orpo (0.80)" in text and "fewest after dpo (0.40)" in text
+    assert "support answers: highest: orpo (0.80), lowest: dpo (0.40)" in text
     assert "No run shows a trouble sign" in text
+
+
+def test_variants_summary_names_every_variant_of_a_tie_and_says_when_all_agree():
+    text = variants_summary(_variants(kto=dict(support_rate=0.70), orpo=dict(generated_support_rate=0.40),
+                                      dpo=dict(generated_support_rate=0.40)))
+    assert "highest: dpo, kto (0.70), lowest: orpo (0.45)" in text
+    text = variants_summary(_variants(**{name: dict(generated_support_rate=1.0) for name in ("dpo", "orpo", "kto")}))
+    assert "support answers: all 3 at 1.00" in text
 
 
 def test_variants_summary_flags_looping_and_abstentions_with_what_to_try():
