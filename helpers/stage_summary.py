@@ -10,8 +10,8 @@ RISE = 0.05  # a share (repetition, abstentions, ended_rate) that moves more tha
 MIDDLE = 0.1  # a support_rate within this of 0.5 has no side
 FLUENCY_DROP = 0.5  # nats per token: fluency this far below the start's is text the base model finds unnatural
 
-TRY = {"sft": "try fewer SFT epochs or a lower learning rate; a 1M-parameter model cannot write, so a real one "
-              "(notebook 10) is the fair test of what SFT does",
+TRY = {"sft": "try fewer SFT epochs or a lower learning rate (the tiny profile's 1M-parameter model cannot write at "
+              "any setting: the real CPU model, profile smollm2-135m, is the fair test of what SFT does)",
        "dpo": "try a lower learning_rate, fewer epochs or a higher beta, and compare the runs in 05"}
 
 
