@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 
-RISE = 0.05  # a share (repetition, abstentions, ended_rate) that moves more than this has changed
+from helpers.summaries import STEP, TROUBLE, changes
+
+RISE = STEP  # a share (repetition, abstentions, ended_rate) that moves more than this has changed
 MIDDLE = 0.1  # a support_rate within this of 0.5 has no side
 FLUENCY_DROP = 0.5  # nats per token: fluency this far below the start's is text the base model finds unnatural
 
@@ -25,13 +27,8 @@ def describe_lean(rate: float) -> str:
 def trouble_signs(start: dict, end: dict, curves: dict | None = None, fluency: bool = True) -> list[str]:
     """The glossary's trouble signs between two stages' metrics (and DPO's last logged rewards, if given); fluency
     False: leave fluency out (the base model scores its own answers highest, so base → SFT always falls)."""
-    signs = []
-    for key, what in (("repetition", "looping text"), ("judge_abstained", "answers the judge cannot read")):
-        if key in start and key in end and end[key] > start[key] + RISE:
-            signs.append(f"`{key}` rose from {start[key]:.2f} to {end[key]:.2f} ({what})")
-    if "ended_rate" in start and "ended_rate" in end and end["ended_rate"] < start["ended_rate"] - RISE:
-        signs.append(f"`ended_rate` fell from {start['ended_rate']:.2f} to {end['ended_rate']:.2f} "
-                     "(answers running to max_new_tokens)")
+    signs = [f"`{key}` {'rose' if after > before else 'fell'} from {before:.2f} to {after:.2f}: {TROUBLE[key][1]}"
+             for key, (before, after) in changes(start, end, RISE).items()]  # the three shares, as 06-09 read them
     if fluency and not any(math.isnan(m.get("fluency", math.nan)) for m in (start, end)) and \
             end["fluency"] < start["fluency"] - FLUENCY_DROP:
         signs.append(f"`fluency` fell from {start['fluency']:.2f} to {end['fluency']:.2f} nats per token")

@@ -30,10 +30,10 @@ def _number(value) -> float:
 def trouble_signs(start: Mapping[str, float], end: Mapping[str, float], step: float = STEP) -> list[str]:
     """The glossary's trouble signs from start to end, each with its values and what to try; [] when none shows."""
     return [f"`{name}` {before:.2f} → {after:.2f}: {TROUBLE[name][1]}; try {TROUBLE[name][2]}"
-            for name, (before, after) in _changes(start, end, step).items()]
+            for name, (before, after) in changes(start, end, step).items()]
 
 
-def _changes(start: Mapping[str, float], end: Mapping[str, float], step: float = STEP) -> dict:
+def changes(start: Mapping[str, float], end: Mapping[str, float], step: float = STEP) -> dict:
     """{measurement: (before, after)} for each TROUBLE measurement that moved the wrong way by more than step."""
     found = {}
     for name, (sign, _, _) in TROUBLE.items():
@@ -46,13 +46,13 @@ def _changes(start: Mapping[str, float], end: Mapping[str, float], step: float =
 def _trouble_text(pairs: dict[str, tuple[Mapping, Mapping]]) -> str:
     """The trouble signs of several runs, one line per measurement naming the runs that show it, or the statement
     that none showed. pairs: {run name: (its start's measurements, its own)}."""
-    changes = {run: _changes(start, end) for run, (start, end) in pairs.items()}
-    if not any(changes.values()):
+    by_run = {run: changes(start, end) for run, (start, end) in pairs.items()}
+    if not any(by_run.values()):
         return (f"No run shows a trouble sign of the {GLOSSARY} against its start (`judge_abstained` or "
                 "`repetition` up, `ended_rate` down, by more than 0.05); read the answers all the same.")
     lines = [f"**Trouble signs** ({GLOSSARY}), against each run's start:"]
     for name, (_, meaning, remedy) in TROUBLE.items():
-        runs = [f"{run} ({found[name][0]:.2f} → {found[name][1]:.2f})" for run, found in changes.items()
+        runs = [f"{run} ({found[name][0]:.2f} → {found[name][1]:.2f})" for run, found in by_run.items()
                 if name in found]
         if runs:
             lines.append(f"- `{name}`, {meaning}: {', '.join(runs)}. Try {remedy}.")

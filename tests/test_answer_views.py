@@ -95,7 +95,7 @@ def test_a_clean_run_says_so_and_a_stalled_one_says_what_to_try():
     stalled = describe_stage_change(TINY_SFT, TINY_SFT, support_ratio=1.0)
     assert "hardly moved" in stalled
     ended = trouble_signs({"ended_rate": 1.0}, {"ended_rate": 0.5})
-    assert ended and "max_new_tokens" in ended[0]
+    assert ended and "token limit" in ended[0]
 
 
 def test_last_logged_takes_each_curves_last_value():
