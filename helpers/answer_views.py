@@ -1,9 +1,6 @@
-"""Answers a reader can read, and summaries that cannot go stale.
-
-`answer_view` shows every answer whole (wrapped, never cut with "…") beside the stance judge's label (support,
-oppose, or abstained), and marks with ⇄ each answer whose label differs from the column before it (base → SFT →
-DPO, or run a → run b). `describe_stage_change` writes a notebook's summary sentence from a stage's measurements,
-naming every trouble sign of 05's glossary that the numbers show, and what to try.
+"""Answers a reader can read: `answer_view` shows every answer whole (wrapped, never cut with "…") beside the stance
+judge's label (support, oppose, or abstained), and marks with ⇄ each answer whose label differs from the column
+before it (base → SFT → DPO, or run a → run b). The summaries written from the numbers are in helpers.stage_summary.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ import pandas as pd
 STANCES = {1: "support", 0: "oppose"}  # the judge's labels; no label: it abstained
 CHANGED = "⇄"
 GLOSSARY = "05_compare.ipynb#3-What-the-numbers-mean"  # the notebooks' link to every measurement's meaning
-LABEL_COLORS = {"support": "#2e7d32", "oppose": "#c62828"}  # the stance colours of the preference-split plots
+LABEL_COLORS = {"support": "#2e7d32", "oppose": "#c62828"}  # the stance colours, here and in every plot (helpers.plots)
 
 
 def stance_label(value: float | int | None) -> str:

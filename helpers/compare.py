@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from helpers.answer_views import stance_label
 from helpers.config import OUTPUTS_DIR
 from helpers.errors import UserError
 from helpers.files import read_json
@@ -18,8 +19,6 @@ from helpers.folders import is_complete
 from helpers.runs import RunConfig, list_runs, resolve_profile
 from helpers.seeds import SavedRun
 from helpers.stats import paired_difference
-
-STANCES = {1.0: "support", 0.0: "oppose"}  # the judge's labels; no label: it abstained
 
 
 @dataclass
@@ -103,11 +102,6 @@ def measurement_table(a: SavedRun, b: SavedRun) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def _stance(label: float | None) -> str:
-    """The judge's label in words: support, oppose, or abstained (no label)."""
-    return STANCES.get(label, "abstained") if label is not None and not pd.isna(label) else "abstained"
-
-
 def stance_change_table(a: SavedRun, b: SavedRun, stage: str = "dpo") -> tuple[pd.DataFrame, list[str]]:
     """The test prompts whose answer at `stage` got another stance label in b than in a, each answer whole with its
     label; and a note when labels or answers are missing."""
@@ -119,7 +113,7 @@ def stance_change_table(a: SavedRun, b: SavedRun, stage: str = "dpo") -> tuple[p
     labels = [dict(zip(t["id"], t["judge"])) for t in tables]
     records = []
     for row_id in [i for i in labels[0] if i in labels[1] and i in answers[0] and i in answers[1]]:
-        stances = _stance(labels[0][row_id]), _stance(labels[1][row_id])
+        stances = stance_label(labels[0][row_id]), stance_label(labels[1][row_id])
         if stances[0] != stances[1]:
             records.append({"question": answers[0][row_id]["prompt"], "a stance": stances[0],
                             "a": answers[0][row_id][stage], "b stance": stances[1], "b": answers[1][row_id][stage]})

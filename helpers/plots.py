@@ -7,6 +7,8 @@ import re
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from helpers.answer_views import LABEL_COLORS
+
 DPO_CURVES = {
     "loss": "the training loss: its DPO part is ln 2 ≈ 0.693 at the first step and falls as the answers separate",
     "rewards/chosen": "beta × how much more likely the chosen answer became than under the reference",
@@ -15,7 +17,7 @@ DPO_CURVES = {
     "rewards/accuracies": "share of pairs in the batch whose chosen reward beats the rejected one",
 }
 STAGE_COLORS = {"base": "#9e9e9e", "sft": "#5c8dd6", "dpo": "#e07a3f"}  # one colour per stage, in every plot
-STANCE_COLORS = {"support": "#2e7d32", "oppose": "#c62828"}  # a pair's preferred answer; runs mix them by ratio
+STANCE_COLORS = LABEL_COLORS  # a pair's preferred answer (and a judge label); runs mix them by ratio
 OTHER_COLORS = ["#b07cc6", "#8d6e63", "#26a69a", "#ec407a"]  # anything neither a stage nor a support_ratio names
 
 

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-GLOSSARY = "[glossary](05_compare.ipynb#3-What-the-numbers-mean)"
+from helpers.answer_views import GLOSSARY as GLOSSARY_PAGE
+
+GLOSSARY = f"[glossary]({GLOSSARY_PAGE})"
 STEP = 0.05  # a change smaller than this is read as no change (about two prompts of 48)
 
 # Trouble signs: the measurement, the direction that signals trouble, what it means and what to try.
