@@ -15,7 +15,7 @@ from helpers.bench_passes import measuring, reference_pass
 from helpers.bench_runs import own_peak_mb, run_command_seconds
 from helpers.bench_runs import timed as _timed
 from helpers.files import write_json_atomic
-from helpers.hardware import AUTOCAST_MARK, cpu_bf16_for
+from helpers.hardware import AUTOCAST_MARK, cpu_bf16_for, has_gpu
 
 FP32_DPO = "DPO, fp32 (no CPU bf16 autocast)"
 FP32_SFT = "SFT, fp32 (no CPU bf16 autocast)"
@@ -56,10 +56,25 @@ def _step_timer():
     return StepTimer()
 
 
+def _kernel_switches() -> dict[str, str]:
+    """The CPU training speed-ups (helpers.cpu_training) this machine uses: what turning each off is called → its
+    switch."""
+    from helpers.cpu_training import EAGER_SWITCH, HEAD_SWITCH, cpu_training_kernels
+
+    used = cpu_training_kernels("cuda" if has_gpu() else "cpu")
+    names = {"SDPA attention in training instead of eager": ("eager_attention", EAGER_SWITCH),
+             "TRL's LM head over every position instead of the labelled ones": ("labelled_head", HEAD_SWITCH)}
+    return {name: switch for name, (kernel, switch) in names.items() if used[kernel]}
+
+
 def step_seconds(stage: str, model, tokenizer, examples, profile, threads: int | None = None, epochs: float = 1,
-                 kept_adapter: Path | None = None, **overrides) -> tuple[float, object]:
+                 kept_adapter: Path | None = None, switches: dict[str, str] | None = None,
+                 **overrides) -> tuple[float, object]:
     """Median seconds per optimizer step of an SFT or DPO stage (its first, warm-up step left out), and the model
-    with the stage's adapter taken off again (the start model, for the next measurement)."""
+    with the stage's adapter taken off again (the start model, for the next measurement). switches: environment
+    switches set while it trains (a speed-up turned off)."""
+    from unittest import mock
+
     import torch
 
     from helpers.training import release_adapters, train_dpo, train_sft
@@ -68,7 +83,7 @@ def step_seconds(stage: str, model, tokenizer, examples, profile, threads: int |
     try:
         if threads:
             torch.set_num_threads(threads)
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory() as scratch, mock.patch.dict(os.environ, switches or {}):
             train = train_sft if stage == "sft" else train_dpo
             trained = train(model, tokenizer, examples, profile, scratch, num_epochs=epochs, callbacks=[timer],
                             **overrides).model
@@ -106,6 +121,8 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model, kept_adapt
     autocast = cpu_bf16_for(profile.cpu_bf16)
     if autocast:
         dpo[FP32_DPO] = dict(profile=profile.replace(cpu_bf16=False))
+    for name, switch in _kernel_switches().items():
+        dpo[f"DPO, {name}"] = dict(switches={switch: "off"})
     report: dict[str, dict] = {}
     for name, change in dpo.items():
         change = dict(change)
@@ -122,6 +139,8 @@ def training_steps(profile, tokenizer, rows: list[dict], start_model, kept_adapt
                f"SFT, {_other_threads()} torch threads": dict(threads=_other_threads())}
         if autocast:
             sft[FP32_SFT] = dict(profile=profile.replace(cpu_bf16=False))
+        for name, switch in _kernel_switches().items():
+            sft[f"SFT, {name}"] = dict(switches={switch: "off"})
         for name, change in sft.items():
             change = dict(change)
             variant = change.pop("profile", profile)
@@ -171,7 +190,7 @@ def generation(profile, model, tokenizer, prompts: list[str]) -> dict:
 
 def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, stance_seeds: int = 0, echo=print) -> dict:
     """Measure, write out_dir/bench.json, and return it. stance_seeds: also whole runs of that many seeds at support
-    ratio 1 and 0, with the profile's CPU bf16 autocast and in fp32 (stance figures side by side)."""
+    ratio 1 and 0, on today's path and on the earlier one (fp32, every speed-up off): stance figures side by side."""
     import torch
 
     from helpers import data
@@ -214,12 +233,11 @@ def run_bench(profile_name: str, out_dir: Path, n_prompts: int = 24, stance_seed
     echo("a whole run…")
     runs = run_command_seconds(profile, model_dir)
     report["run_command"] = runs
-    if stance_seeds and cpu_bf16_for(profile.cpu_bf16):
-        from helpers.bench_runs import precision_stances
+    if stance_seeds:
+        from helpers.bench_runs import path_stances
 
-        echo(f"stance figures over {stance_seeds} seeds, CPU bf16 autocast and fp32…")
-        report["precision_stances"] = precision_stances(profile.name, model_dir, tuple(range(stance_seeds)),
-                                                        echo=echo)
+        echo(f"stance figures over {stance_seeds} seeds, today's path and the earlier one…")
+        report["path_stances"] = path_stances(profile, model_dir, tuple(range(stance_seeds)), echo=echo)
     report["stage_seconds"] = {k: round(v, 2) for k, v in stages.items()}
     report["peak_rss_mb"] = {"this process": own_peak_mb(),
                              "a whole run, alone": max(run["peak_rss_mb"] for run in runs.values())}

@@ -1,5 +1,6 @@
-"""Whole `run` commands measured from outside, each in a fresh interpreter: seconds, peak memory, and whether a faster
-precision changes what a run shows (the stance figures of CPU bf16 autocast against fp32, over seeds, side by side)."""
+"""Whole `run` commands measured from outside, each in a fresh interpreter: seconds, peak memory, and whether the faster
+path changes what a run shows (the stance figures of today's path against the earlier one, over seeds, side by
+side)."""
 
 from __future__ import annotations
 
@@ -67,9 +68,13 @@ FP32 = {"DPO_CPU_BF16": "off"}
 
 
 def earlier_path(profile) -> dict[str, str]:
-    """The switches that turn every speed-up off: the path they replaced (fp32 on the CPU, the base model measured in
-    every run, the reference pass in training-sized batches)."""
-    return {**FP32, "DPO_MEASURE_CACHE": "off", "DPO_REF_BATCH": str(profile.batch_size)}
+    """The switches that turn every speed-up off: the path they replaced (fp32 on the CPU, SDPA attention and TRL's
+    LM head over every position in training, the base model measured in every run, the reference pass in
+    training-sized batches)."""
+    from helpers.cpu_training import EAGER_SWITCH, HEAD_SWITCH
+
+    return {**FP32, EAGER_SWITCH: "off", HEAD_SWITCH: "off", "DPO_MEASURE_CACHE": "off",
+            "DPO_REF_BATCH": str(profile.batch_size)}
 
 
 def timed_run(profile_name: str, cache: Path, out: Path, switches: dict | None = None, ratio: float = 1.0,
@@ -105,41 +110,44 @@ def run_command_seconds(profile, model_dir: Path) -> dict[str, dict]:
     return report
 
 
-def precision_stances(profile_name: str, model_dir: Path, seeds: tuple[int, ...] = (0, 1, 2),
-                      ratios: tuple[float, ...] = (1.0, 0.0), echo=print) -> list[dict]:
-    """Whole runs of every seed and support ratio, once with the profile's CPU bf16 autocast and once in fp32 (each
-    precision with its own SFT stage per seed, shared by the ratios): one row per run, its stance figures and seconds."""
+TODAY, EARLIER = "today's path", "earlier path (every switch off)"
+
+
+def path_stances(profile, model_dir: Path, seeds: tuple[int, ...] = (0, 1, 2), ratios: tuple[float, ...] = (1.0, 0.0),
+                 echo=print) -> list[dict]:
+    """Whole runs of every seed and support ratio on today's path and on the earlier one (earlier_path: fp32, every
+    speed-up off), each path with its own cache (its own SFT stage per seed, shared by the ratios): one row per run,
+    its stance figures and seconds."""
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as scratch:
-        cache = linked_cache(Path(scratch), model_dir)
-        for seed in seeds:
-            for ratio in ratios:
-                for fp32 in (False, True):
-                    name = f"seed-{seed}_ratio-{ratio:g}_{'fp32' if fp32 else 'profile'}"
-                    run = timed_run(profile_name, cache, Path(scratch) / name, FP32 if fp32 else None, ratio, seed)
-                    rows.append({"seed": seed, "support_ratio": ratio, "precision": run["precision"],
+    for path, switches in ((TODAY, None), (EARLIER, earlier_path(profile))):
+        with tempfile.TemporaryDirectory() as scratch:
+            cache = linked_cache(Path(scratch), model_dir)
+            for seed in seeds:
+                for ratio in ratios:
+                    run = timed_run(profile.name, cache, Path(scratch) / f"seed-{seed}_ratio-{ratio:g}", switches,
+                                    ratio, seed)
+                    rows.append({"seed": seed, "support_ratio": ratio, "path": path, "precision": run["precision"],
                                  "seconds": run["seconds"], **{k: run["dpo"].get(k) for k in STANCE_FIGURES}})
-                    echo(f"  seed {seed}, ratio {ratio:g}, {run['precision']}: {run['seconds']} s")
+                    echo(f"  seed {seed}, ratio {ratio:g}, {path}: {run['seconds']} s")
     return rows
 
 
 def stance_spread_table(rows: list[dict]):
-    """Per support ratio and figure: each precision's mean and range over the seeds, and whether the faster path's
-    mean lies within the fp32 seeds' range (the seed spread)."""
+    """Per support ratio and figure: each path's mean and its seeds' values, and whether today's mean lies within the
+    earlier path's seed range (the seed spread)."""
     import pandas as pd
 
     table = []
     for ratio in sorted({r["support_ratio"] for r in rows}, reverse=True):
         for figure in STANCE_FIGURES:
-            by = {p: [r[figure] for r in rows if r["support_ratio"] == ratio and r["precision"] == p]
-                  for p in dict.fromkeys(r["precision"] for r in rows)}
-            fp32 = by.get("fp32 (CPU)", [])
+            by = {p: [r[figure] for r in rows if r["support_ratio"] == ratio and r["path"] == p]
+                  for p in dict.fromkeys(r["path"] for r in rows)}
             entry = {"support_ratio": ratio, "figure": figure}
-            for precision, values in by.items():
-                entry[f"{precision}: mean"] = round(statistics.mean(values), 3)
-                entry[f"{precision}: seeds"] = " / ".join(f"{v:.3f}" for v in values)
-            fast = [v for p, v in by.items() if p != "fp32 (CPU)"]
-            if fp32 and fast:
-                entry["within the fp32 seed range"] = min(fp32) <= statistics.mean(fast[0]) <= max(fp32)
+            for path, values in by.items():
+                entry[f"{path}: mean"] = round(statistics.mean(values), 3)
+                entry[f"{path}: seeds"] = " / ".join(f"{v:.3f}" for v in values)
+            if by.get(EARLIER) and by.get(TODAY):
+                entry["within the earlier path's seed range"] = (
+                    min(by[EARLIER]) <= statistics.mean(by[TODAY]) <= max(by[EARLIER]))
             table.append(entry)
     return pd.DataFrame(table)

@@ -189,10 +189,10 @@ def _bench(args: argparse.Namespace) -> int:
 
     report = run_bench(args.profile, Path(args.out), n_prompts=args.prompts, stance_seeds=args.stance_seeds)
     print(bench_table(report).to_string())
-    if report.get("precision_stances"):
+    if report.get("path_stances"):
         from helpers.bench_runs import stance_spread_table
 
-        print(stance_spread_table(report["precision_stances"]).to_string(index=False))
+        print(stance_spread_table(report["path_stances"]).to_string(index=False))
     print(f"written to {args.out}/bench.json")
     return 0
 
@@ -337,8 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", default="tiny")
     bench.add_argument("--prompts", type=int, default=24, help="prompts for the generation comparison (24)")
     bench.add_argument("--stance-seeds", type=int, default=0,
-                       help="also N seeds of whole runs at ratio 1 and 0, CPU bf16 autocast beside fp32 (profiles "
-                            "that use it; about 6 minutes a seed for smollm2-135m)")
+                       help="also N seeds of whole runs at ratio 1 and 0, today's path beside the earlier one (fp32, "
+                            "every speed-up off): the stance figures side by side (about 8 minutes a seed for "
+                            "smollm2-135m)")
     bench.add_argument("--out", required=True)
     bench.set_defaults(func=_bench, uses_gpu=True)
 

@@ -20,6 +20,7 @@ import torch
 from helpers import data
 from helpers.measure_cache import read_stage_outputs, save_stage_outputs, stage_cache_file, stage_settings
 from helpers.config import CACHE_DIR, OUTPUTS_DIR, Profile
+from helpers.cpu_training import cpu_training_kernels
 from helpers.evaluation import (answer_fluency, generation_metrics, implicit_reward_margins, implicit_reward_metrics,
                                 judge_accuracy, judge_stances, logp_gap, repetition_shares, stance_logps,
                                 support_rate, train_stance_judge)
@@ -172,7 +173,8 @@ def sft_settings(profile: Profile, train_rows: list[dict], seed: int) -> dict:
     """Everything the SFT stage depends on; its hash names the cache folder."""
     digest = hashlib.sha256(json.dumps(train_rows, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]
     used = profile.replace(cpu_bf16=cpu_bf16_for(profile.cpu_bf16))  # what this machine trains in (CPU bf16 or not)
-    return {"profile": asdict(used), "train_rows": digest, "seed": seed, "version": 1}
+    return {"profile": asdict(used), "train_rows": digest, "seed": seed, "version": 1,
+            "kernels": cpu_training_kernels("cuda" if torch.cuda.is_available() else "cpu")}
 
 
 def sft_cache_dir(settings: dict, cache_dir: Path = CACHE_DIR) -> Path:
@@ -243,6 +245,8 @@ def environment_facts(profile: Profile) -> dict:
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
             # what the run computed in: export merges into the same type (and a CPU autocast run's check generates so)
             "precision": precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16))),
+            # CPU training speed-ups (helpers.cpu_training): what trained this run, for a side-by-side comparison
+            "training_kernels": cpu_training_kernels("cuda" if torch.cuda.is_available() else "cpu"),
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 

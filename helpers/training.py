@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from helpers.config import Profile
+from helpers.cpu_training import training_speedups
 from helpers.folders import file_problem, set_aside
 from helpers.killpoints import arm_trainer
 from helpers.models import adapter_config
@@ -169,7 +170,8 @@ def run_trainer(trainer, callbacks: list[TrainerCallback] | None = None, resume:
     checkpoint = last_checkpoint(trainer.args.output_dir) if resume else None
     if checkpoint and is_main_process():
         print(f"{stage}: resuming from {checkpoint}")
-    output = trainer.train(resume_from_checkpoint=checkpoint)
+    with training_speedups(trainer.model):  # on a CPU: eager attention, the LM head on the answer's tokens only
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     result = TrainResult(model=trainer.model, log_history=list(trainer.state.log_history), seconds=seconds,
                          steps=output.global_step, resumed_from=Path(checkpoint).name if checkpoint else None)
@@ -251,7 +253,7 @@ def dpo_trainer(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pair
 
     # The reference pre-pass runs in the constructor and draws a progress bar that disable_tqdm does not reach.
     exact = adapter_weights(model)  # a 4-bit model's SFT adapter, before TRL rounds it to bf16
-    with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):
+    with mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}), training_speedups(model):  # the reference pass too
         trainer = DPOTrainer(model=model, args=args, train_dataset=pairs, processing_class=tokenizer,
                              peft_config=adapter_config(model, profile))
     keep_adapters_in_fp32(trainer, exact)

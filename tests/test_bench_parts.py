@@ -38,7 +38,8 @@ def test_reference_pass_in_both_batches(tiny):
 def test_the_earlier_paths_switches_are_read(monkeypatch):
     profile = load_profile("smollm2-135m")
     switches = earlier_path(profile)
-    assert set(switches) == {"DPO_CPU_BF16", "DPO_MEASURE_CACHE", "DPO_REF_BATCH"}
+    assert set(switches) == {"DPO_CPU_BF16", "DPO_CPU_EAGER_ATTENTION", "DPO_CPU_LABELLED_HEAD", "DPO_MEASURE_CACHE",
+                             "DPO_REF_BATCH"}
     assert ref_batch_size(profile) == 16 == dpo_arguments(profile, "x")["precompute_ref_batch_size"]
     monkeypatch.setenv("DPO_REF_BATCH", switches["DPO_REF_BATCH"])
     assert dpo_arguments(profile, "x")["precompute_ref_batch_size"] == profile.batch_size == 4
@@ -46,7 +47,8 @@ def test_the_earlier_paths_switches_are_read(monkeypatch):
     assert ref_batch_size(profile) == 16  # not a positive number: the default
 
 
-@pytest.mark.parametrize("name", ["DPO_CPU_BF16", "DPO_MEASURE_CACHE", "DPO_REF_BATCH"])
+@pytest.mark.parametrize("name", ["DPO_CPU_BF16", "DPO_CPU_EAGER_ATTENTION", "DPO_CPU_LABELLED_HEAD",
+                                  "DPO_MEASURE_CACHE", "DPO_REF_BATCH"])
 def test_each_switch_is_documented_in_the_readme(name):
     from pathlib import Path
 

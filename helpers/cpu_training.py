@@ -1,0 +1,83 @@
+"""Two speed-ups of a training step on a CPU, each with a switch; a GPU trains as before.
+
+- Attention: transformers' eager attention while training, instead of torch's SDPA, whose CPU backward (a flash
+  kernel) took about a quarter of a SmolLM2 step under bf16 autocast. The forward passes that measure and generate keep
+  SDPA (generation is slower with eager). `DPO_CPU_EAGER_ATTENTION=off` keeps SDPA in training too.
+- The LM head: TRL's trainers score tokens through a fused LM head that, on a device without Triton, projects every
+  position (prompt and padding too) onto the whole vocabulary, and its backward does the same again. On a GPU it
+  projects only the positions that carry a label (the answer's tokens). On a CPU this module makes it do the same
+  (TRL's reason for scoring everything elsewhere is a compiler that wants fixed shapes, which a CPU run does not use).
+  The per-token values are the same either way; `DPO_CPU_LABELLED_HEAD=off` scores every position.
+
+bench (`python -m helpers bench`) measures each against the path it replaced."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+EAGER_SWITCH = "DPO_CPU_EAGER_ATTENTION"
+HEAD_SWITCH = "DPO_CPU_LABELLED_HEAD"
+OFF = ("0", "off", "false", "no")
+
+
+def switched_on(name: str) -> bool:
+    """Whether a speed-up's environment switch leaves it on (anything but off/0/false/no)."""
+    return os.environ.get(name, "").strip().lower() not in OFF
+
+
+def cpu_training_kernels(device: str = "cpu") -> dict[str, bool]:
+    """Which of the two speed-ups a training stage on this device uses (both off on a GPU)."""
+    on_cpu = device == "cpu"
+    return {"eager_attention": on_cpu and switched_on(EAGER_SWITCH),
+            "labelled_head": on_cpu and switched_on(HEAD_SWITCH)}
+
+
+def _device(model: torch.nn.Module) -> str:
+    return next(model.parameters()).device.type
+
+
+@contextlib.contextmanager
+def eager_attention(model: torch.nn.Module):
+    """Eager attention for a while (nothing unless the model uses SDPA); SDPA again afterwards."""
+    config = getattr(model, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    if before != "sdpa" or not hasattr(model, "set_attn_implementation"):
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
+
+
+@contextlib.contextmanager
+def labelled_head():
+    """TRL's fused LM head projects only the positions with a label on a CPU too, for a while."""
+    import trl.trainer.utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:  # another TRL: its head is left as it is (bench shows no gain then)
+        yield
+        return
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
+
+
+@contextlib.contextmanager
+def training_speedups(model: torch.nn.Module):
+    """The CPU speed-ups its switches leave on, around building a trainer (DPO's reference pass runs there) and
+    training; nothing on a GPU."""
+    kernels = cpu_training_kernels(_device(model))
+    with contextlib.ExitStack() as stack:
+        if kernels["eager_attention"]:
+            stack.enter_context(eager_attention(model))
+        if kernels["labelled_head"]:
+            stack.enter_context(labelled_head())
+        yield kernels
