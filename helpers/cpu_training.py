@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 EAGER_SWITCH = "DPO_CPU_EAGER_ATTENTION"
 HEAD_SWITCH = "DPO_CPU_LABELLED_HEAD"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from helpers import data
+from helpers.cpu_training import cpu_training_kernels
 from helpers.hardware import cpu_bf16_for, gpu_capability, has_gpu, precision_flags, precision_name
 from helpers.runs import RunConfig, resolve_profile
 
@@ -30,6 +31,11 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
     arguments = dpo_arguments(profile, Path(out_dir) / "checkpoints" / "dpo", config.beta, config.num_epoch,
                               config.learning_rate, config.seed)
     precision_note = f"this machine's: {precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16)))}"
+    kernels = cpu_training_kernels("cuda" if has_gpu() else "cpu")  # helpers.cpu_training: each has a switch
+    used = [name for key, name in (("eager_attention", "eager attention"),
+                                   ("labelled_head", "the LM head on the answer's tokens only")) if kernels[key]]
+    if used:
+        precision_note += f"; training on this CPU: {', '.join(used)}"
     gpu = gpu_capability()
     if profile.needs_gpu and not has_gpu():
         arguments = {k: v for k, v in arguments.items() if k != "use_cpu"} | T4_PRECISION
