@@ -1,5 +1,5 @@
 """How much notebooks 07 and 08 run on each profile: the sweep's points and seeds, the loss variants. The tiny model
-runs them all in minutes; a real model on a CPU (1.5 to 2 minutes a run) gets a plan that fits about 8 minutes."""
+runs them all in minutes; a real model on a CPU (45 s to 1 minute a run) gets a plan that fits in about 5 minutes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from helpers.config import resolve_profile_name
 
 TINY_PROFILES = ("tiny", "tiny-4bit")  # seconds a run: the full plan
-RUN_MINUTES = {"smollm2-135m": (1.5, 2.0)}  # minutes one DPO run takes (train and measure), SFT cached, 2 CPU cores
+# minutes one DPO run takes (train and measure), SFT cached, 2 CPU cores: 41 to 50 s in 07 and 08 on a fresh clone
+RUN_MINUTES = {"smollm2-135m": (0.75, 1.0)}
 ALL_VARIANTS = ("default", "dpo", "ipo", "hinge", "robust", "sigmoid_norm", "orpo", "kto")
 SHORT_VARIANTS = ("default", "dpo", "ipo", "orpo")  # the profile's recipe, plain DPO, a squared loss, no reference
 QUESTION_RUNS = 2  # runs 07's questions add per seed beyond the sweep: 1 epoch and 10 pairs (at ratio 1)
@@ -38,7 +39,7 @@ def is_ci() -> bool:
 
 def notebook_plan(profile_name: str | None = None, ci: bool | None = None) -> NotebookPlan:
     """The plan for this profile ("auto" resolved as setup_notebook does): full on the tiny model, smaller under
-    CI=true, and small enough for about 8 minutes a notebook on a real model."""
+    CI=true, and small enough for about 5 minutes a notebook on a real model."""
     profile = resolve_profile_name(profile_name)
     ci = is_ci() if ci is None else ci
     if profile in TINY_PROFILES and ci:
@@ -47,11 +48,11 @@ def notebook_plan(profile_name: str | None = None, ci: bool | None = None) -> No
         return NotebookPlan(profile, (0, 1, 2), (0, 0.25, 0.5, 0.75, 1), ALL_VARIANTS,
                             "the full plan")
     return NotebookPlan(profile, (0,), (0, 0.5, 1), SHORT_VARIANTS,
-                        "the plan for a real model, whose runs take minutes")
+                        "the plan for a real model, whose runs take about a minute each")
 
 
 def run_minutes(profile_name: str, runs: int, shorter: int = 0) -> str:
-    """"at most 8 to 10 minutes" for this many runs where the profile's time per run was measured, else why not;
+    """"at most 4 to 5 minutes" for this many runs where the profile's time per run was measured, else why not;
     `shorter` of them train less (1 epoch, or 10 pairs) and are counted as whole runs, so the range is an upper one."""
     if profile_name in TINY_PROFILES:
         return "seconds each"
@@ -59,8 +60,13 @@ def run_minutes(profile_name: str, runs: int, shorter: int = 0) -> str:
         return "the time per run is not measured for this profile"
     low, high = RUN_MINUTES[profile_name]
     return (f"{'at most ' if shorter else ''}about {low * runs:.0f} to {high * runs:.0f} minutes on 2 CPU cores "
-            f"at {low:g} to {high:g} minutes a run with the SFT model cached"
+            f"at {_duration(low)} to {_duration(high)} a run with the SFT model cached"
             + (f" ({shorter} of them train 1 epoch or 10 pairs, so less)" if shorter else ""))
+
+
+def _duration(minutes: float) -> str:
+    """"45 s", "1 minute", "1.5 minutes"."""
+    return f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:g} minute{'' if minutes == 1 else 's'}"
 
 
 def sweep_plan_text(plan: NotebookPlan, seeds: tuple[int, ...], ratios: tuple[float, ...]) -> str:
