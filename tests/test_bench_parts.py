@@ -53,3 +53,18 @@ def test_each_switch_is_documented_in_the_readme(name):
     from pathlib import Path
 
     assert name in (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+
+
+def test_the_stance_table_puts_todays_mean_against_the_earlier_seed_range():
+    from helpers.bench_runs import EARLIER, STANCE_FIGURES, TODAY, stance_spread_table
+
+    values = {TODAY: [0.55, 0.65, 0.6], EARLIER: [0.5, 0.6, 0.7]}  # every figure but ended_rate
+    ended = {TODAY: [1.0, 0.958, 1.0], EARLIER: [1.0, 1.0, 1.0]}  # a range of zero width: one cut answer falls out
+    rows = [{"seed": seed, "support_ratio": 1.0, "path": path,
+             **{f: (ended if f == "ended_rate" else values)[path][seed] for f in STANCE_FIGURES}}
+            for path in (TODAY, EARLIER) for seed in range(3)]
+    table = stance_spread_table(rows).set_index("figure")
+    within = table["within the earlier path's seed range"]
+    assert within.drop("ended_rate").all() and not within["ended_rate"]
+    assert table.loc["support_rate", f"{TODAY}: seeds"] == "0.550 / 0.650 / 0.600"
+    assert table.loc["ended_rate", f"{TODAY}: mean"] == 0.986
