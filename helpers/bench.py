@@ -15,7 +15,7 @@ from helpers.bench_passes import measuring, reference_pass
 from helpers.bench_runs import own_peak_mb, run_command_seconds
 from helpers.bench_runs import timed as _timed
 from helpers.files import write_json_atomic
-from helpers.hardware import AUTOCAST_MARK, cpu_bf16_for, has_gpu
+from helpers.hardware import AUTOCAST_MARK, cpu_bf16_for
 
 FP32_DPO = "DPO, fp32 (no CPU bf16 autocast)"
 FP32_SFT = "SFT, fp32 (no CPU bf16 autocast)"
@@ -59,12 +59,11 @@ def _step_timer():
 def _kernel_switches() -> dict[str, str]:
     """The CPU training speed-ups (helpers.cpu_training) this machine uses: what turning each off is called → its
     switch."""
-    from helpers.cpu_training import EAGER_SWITCH, HEAD_SWITCH, cpu_training_kernels
+    from helpers.cpu_training import SWITCHES, cpu_training_kernels
 
-    used = cpu_training_kernels("cuda" if has_gpu() else "cpu")
-    names = {"SDPA attention in training instead of eager": ("eager_attention", EAGER_SWITCH),
-             "TRL's LM head over every position instead of the labelled ones": ("labelled_head", HEAD_SWITCH)}
-    return {name: switch for name, (kernel, switch) in names.items() if used[kernel]}
+    names = {"eager_attention": "SDPA attention in training instead of eager",
+             "labelled_head": "TRL's LM head over every position instead of the labelled ones"}
+    return {names[kernel]: SWITCHES[kernel] for kernel, used in cpu_training_kernels().items() if used}
 
 
 def step_seconds(stage: str, model, tokenizer, examples, profile, threads: int | None = None, epochs: float = 1,

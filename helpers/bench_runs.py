@@ -71,9 +71,9 @@ def earlier_path(profile) -> dict[str, str]:
     """The switches that turn every speed-up off: the path they replaced (fp32 on the CPU, SDPA attention and TRL's
     LM head over every position in training, the base model measured in every run, the reference pass in
     training-sized batches)."""
-    from helpers.cpu_training import EAGER_SWITCH, HEAD_SWITCH
+    from helpers.cpu_training import SWITCHES
 
-    return {**FP32, EAGER_SWITCH: "off", HEAD_SWITCH: "off", "DPO_MEASURE_CACHE": "off",
+    return {**FP32, **{switch: "off" for switch in SWITCHES.values()}, "DPO_MEASURE_CACHE": "off",
             "DPO_REF_BATCH": str(profile.batch_size)}
 
 

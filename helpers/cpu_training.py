@@ -17,24 +17,21 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
+from helpers.hardware import CPU_BF16_OFF, has_gpu
+
 if TYPE_CHECKING:
     import torch
 
-EAGER_SWITCH = "DPO_CPU_EAGER_ATTENTION"
-HEAD_SWITCH = "DPO_CPU_LABELLED_HEAD"
-OFF = ("0", "off", "false", "no")
+SWITCHES = {"eager_attention": "DPO_CPU_EAGER_ATTENTION", "labelled_head": "DPO_CPU_LABELLED_HEAD"}
+EAGER_SWITCH, HEAD_SWITCH = SWITCHES.values()
 
 
-def switched_on(name: str) -> bool:
-    """Whether a speed-up's environment switch leaves it on (anything but off/0/false/no)."""
-    return os.environ.get(name, "").strip().lower() not in OFF
-
-
-def cpu_training_kernels(device: str = "cpu") -> dict[str, bool]:
-    """Which of the two speed-ups a training stage on this device uses (both off on a GPU)."""
-    on_cpu = device == "cpu"
-    return {"eager_attention": on_cpu and switched_on(EAGER_SWITCH),
-            "labelled_head": on_cpu and switched_on(HEAD_SWITCH)}
+def cpu_training_kernels(device: str | None = None) -> dict[str, bool]:
+    """Which of the two speed-ups a training stage uses: on a CPU each unless its switch says off (the words that
+    turn DPO_CPU_BF16 off), on a GPU none. device: "cpu" or "cuda"; None: where this machine trains."""
+    on_cpu = (device or ("cuda" if has_gpu() else "cpu")) == "cpu"
+    return {kernel: on_cpu and os.environ.get(switch, "").strip().lower() not in CPU_BF16_OFF
+            for kernel, switch in SWITCHES.items()}
 
 
 def _device(model: torch.nn.Module) -> str:
@@ -76,7 +73,7 @@ def labelled_head():
 def training_speedups(model: torch.nn.Module):
     """The CPU speed-ups its switches leave on, around building a trainer (DPO's reference pass runs there) and
     training; nothing on a GPU."""
-    kernels = cpu_training_kernels(_device(model))
+    kernels = cpu_training_kernels(_device(model))  # the model's own device, which a trainer uses
     with contextlib.ExitStack() as stack:
         if kernels["eager_attention"]:
             stack.enter_context(eager_attention(model))

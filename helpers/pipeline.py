@@ -174,7 +174,7 @@ def sft_settings(profile: Profile, train_rows: list[dict], seed: int) -> dict:
     digest = hashlib.sha256(json.dumps(train_rows, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:12]
     used = profile.replace(cpu_bf16=cpu_bf16_for(profile.cpu_bf16))  # what this machine trains in (CPU bf16 or not)
     return {"profile": asdict(used), "train_rows": digest, "seed": seed, "version": 1,
-            "kernels": cpu_training_kernels("cuda" if torch.cuda.is_available() else "cpu")}
+            "kernels": cpu_training_kernels()}
 
 
 def sft_cache_dir(settings: dict, cache_dir: Path = CACHE_DIR) -> Path:
@@ -246,7 +246,7 @@ def environment_facts(profile: Profile) -> dict:
             # what the run computed in: export merges into the same type (and a CPU autocast run's check generates so)
             "precision": precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16))),
             # CPU training speed-ups (helpers.cpu_training): what trained this run, for a side-by-side comparison
-            "training_kernels": cpu_training_kernels("cuda" if torch.cuda.is_available() else "cpu"),
+            "training_kernels": cpu_training_kernels(),
             "world_size": int(os.environ.get("WORLD_SIZE", "1"))}
 
 

@@ -31,7 +31,7 @@ def run_plan(config: RunConfig, out_dir: str | Path = "OUT") -> dict:
     arguments = dpo_arguments(profile, Path(out_dir) / "checkpoints" / "dpo", config.beta, config.num_epoch,
                               config.learning_rate, config.seed)
     precision_note = f"this machine's: {precision_name(precision_flags(cpu_bf16_for(profile.cpu_bf16)))}"
-    kernels = cpu_training_kernels("cuda" if has_gpu() else "cpu")  # helpers.cpu_training: each has a switch
+    kernels = cpu_training_kernels()  # helpers.cpu_training: each has a switch
     used = [name for key, name in (("eager_attention", "eager attention"),
                                    ("labelled_head", "the LM head on the answer's tokens only")) if kernels[key]]
     if used:
