@@ -8,7 +8,6 @@ import math
 
 from helpers.summaries import STEP, TROUBLE, changes
 
-RISE = STEP  # a share (repetition, abstentions, ended_rate) that moves more than this has changed
 MIDDLE = 0.1  # a support_rate within this of 0.5 has no side
 FLUENCY_DROP = 0.5  # nats per token: fluency this far below the start's is text the base model finds unnatural
 
@@ -28,7 +27,7 @@ def trouble_signs(start: dict, end: dict, curves: dict | None = None, fluency: b
     """The glossary's trouble signs between two stages' metrics (and DPO's last logged rewards, if given); fluency
     False: leave fluency out (the base model scores its own answers highest, so base → SFT always falls)."""
     signs = [f"`{key}` {'rose' if after > before else 'fell'} from {before:.2f} to {after:.2f}: {TROUBLE[key][1]}"
-             for key, (before, after) in changes(start, end, RISE).items()]  # the three shares, as 06-09 read them
+             for key, (before, after) in changes(start, end, STEP).items()]  # the three shares, as 06-09 read them
     if fluency and not any(math.isnan(m.get("fluency", math.nan)) for m in (start, end)) and \
             end["fluency"] < start["fluency"] - FLUENCY_DROP:
         signs.append(f"`fluency` fell from {start['fluency']:.2f} to {end['fluency']:.2f} nats per token")
@@ -59,7 +58,7 @@ def describe_stage_change(start: dict, end: dict, names: tuple[str, str] = ("SFT
     if signs:
         lines.append("**Trouble signs:** " + "; ".join(signs) + f". To do better, {TRY[stage]}.")
     else:
-        lines.append(f"No trouble sign: repetition, judge abstentions and endings stayed within {RISE} of "
+        lines.append(f"No trouble sign: repetition, judge abstentions and endings stayed within {STEP} of "
                      f"{names[0]}'s" + (", and the chosen answers kept their reward." if curves else "."))
     return " ".join(lines)
 
